@@ -1,0 +1,34 @@
+from rest_framework import authentication, exceptions
+
+from .services import apikey_authenticate
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <key>`, or the `apikey: <key>` header Powabase clients send."""
+
+    def authenticate(self, request):
+        raw_key = self._read_key(request)
+        if raw_key is None:
+            return None
+
+        api_key = apikey_authenticate(raw_key)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The API key is invalid or revoked.")
+        return (api_key.owner, api_key)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+    @staticmethod
+    def _read_key(request) -> str | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                return value.strip()
+            raise exceptions.AuthenticationFailed(
+                "The Authorization header must be 'Bearer <api key>'."
+            )
+
+        value = request.META.get("HTTP_APIKEY", "").strip()
+        return value or None

@@ -1,0 +1,144 @@
+"""The run host: one asyncio event loop per process that carries many runs at once.
+
+Model calls are slow and I/O-bound, so a process runs every run it hosts as a
+task on one event loop in a background thread. Database work goes to a small
+thread pool, which bounds the process's database connections. A Celery task
+(or, embedded, the web process) submits a run and waits for it.
+
+The host also watches the runs it carries: it refreshes their heartbeat, and
+cancels a run's task when someone asks for cancellation in the database, which
+works whichever machine the cancel request reached.
+"""
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+# Seconds between two checks for cancel requests of the hosted runs.
+CANCEL_POLL_SECONDS = 0.5
+# Seconds between two heartbeat writes; the reaper treats a run whose
+# heartbeat is older than REAPER_STALE_SECONDS as lost.
+HEARTBEAT_SECONDS = 10.0
+
+
+def _in_db_thread(fn, *args, **kwargs):
+    close_old_connections()
+    return fn(*args, **kwargs)
+
+
+class RunHost:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self.db_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # run id -> (model class, asyncio task)
+        self.hosted: dict[str, tuple[type, asyncio.Task]] = {}
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        self._ensure_started()
+        return self._loop
+
+    def _ensure_started(self) -> None:
+        # A forked Celery child inherits the parent's objects but not its
+        # threads, so the host starts afresh in each process.
+        if self._loop is not None and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._loop is not None and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self.hosted = {}
+            self.db_executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=settings.POWABASE_DB_THREADS, thread_name_prefix="powabase-db"
+            )
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve():
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.create_task(self._watch())
+                loop.run_forever()
+
+            self._thread = threading.Thread(target=serve, name="powabase-run-host", daemon=True)
+            self._thread.start()
+            ready.wait()
+            self._loop = loop
+
+    async def run_db(self, fn: Callable, *args, **kwargs):
+        """Run blocking database code `fn` on the host's database threads."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(_in_db_thread, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.db_executor, call)
+
+    def submit(self, run_id: str, model, coroutine_factory: Callable[[], Coroutine]):
+        """Start a run on the host's loop; return a concurrent Future of its result."""
+        loop = self.loop
+
+        async def hosted():
+            task = asyncio.current_task()
+            self.hosted[run_id] = (model, task)
+            try:
+                return await coroutine_factory()
+            finally:
+                self.hosted.pop(run_id, None)
+
+        return asyncio.run_coroutine_threadsafe(hosted(), loop)
+
+    async def _watch(self) -> None:
+        """Cancel hosted runs whose cancellation was requested, and keep their heartbeat fresh."""
+        since_heartbeat = 0.0
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            since_heartbeat += CANCEL_POLL_SECONDS
+            if not self.hosted:
+                continue
+            by_model: dict[type, list[str]] = {}
+            for run_id, (model, _task) in list(self.hosted.items()):
+                by_model.setdefault(model, []).append(run_id)
+            beat = since_heartbeat >= HEARTBEAT_SECONDS
+            if beat:
+                since_heartbeat = 0.0
+            try:
+                cancelled = await self.run_db(_poll_hosted_runs, by_model, beat)
+            except Exception:  # a database outage must not stop the watcher
+                logger.warning("checking hosted runs for cancellation failed", exc_info=True)
+                continue
+            for run_id in cancelled:
+                entry = self.hosted.get(run_id)
+                if entry is not None and not entry[1].done():
+                    logger.info("cancelling run %s on request", run_id)
+                    entry[1].cancel()
+
+
+def _poll_hosted_runs(by_model: dict[type, list[str]], beat: bool) -> list[str]:
+    cancelled: list[str] = []
+    for model, run_ids in by_model.items():
+        cancelled += model.objects.filter(
+            pk__in=run_ids, cancel_requested_at__isnull=False
+        ).values_list("pk", flat=True)
+        if beat:
+            model.objects.filter(pk__in=run_ids, status="running").update(
+                heartbeat_at=timezone.now()
+            )
+    return cancelled
+
+
+_host = RunHost()
+
+
+def run_host() -> RunHost:
+    return _host

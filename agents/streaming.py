@@ -1,0 +1,143 @@
+"""Server-Sent Event responses for a run: replay from the store, then follow live.
+
+Live events come through django-eventstream's listener manager (fed by its
+Redis subscription in production, directly in the embedded default). Its
+listener queue keeps at most 10 pending items and flags an overflow when it
+drops one, and it never ends a stream, so this module treats it only as a
+wake-up signal with a payload: every frame is numbered, duplicates are
+skipped, and whenever a gap, an overflow or a quiet spell shows up the
+missing events are read from the store. The stream ends after `complete`.
+"""
+
+import asyncio
+import json
+import logging
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django_eventstream.views import Listener, get_listener_manager
+
+from .events import TERMINAL_EVENT, channel_for
+from .models import TERMINAL_STATUSES, RunEvent
+
+logger = logging.getLogger(__name__)
+
+# Seconds of silence after which the store is read again, in case a
+# published event was lost (Redis down or restarted).
+STORE_POLL_SECONDS = 2.0
+STORE_BATCH = 500
+
+
+def _frame(seq: int, event: str, data: str) -> bytes:
+    return f"id: {seq}\nevent: {event}\ndata: {data}\n\n".encode()
+
+
+def _read_stored(run_id: str, after_seq: int) -> list[tuple[int, str, str]]:
+    return list(
+        RunEvent.objects.filter(run_id=run_id, seq__gt=after_seq)
+        .order_by("seq")
+        .values_list("seq", "event", "data")[:STORE_BATCH]
+    )
+
+
+def _run_finished(model, run_id: str) -> bool:
+    status = model.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return status is None or status in TERMINAL_STATUSES
+
+
+read_stored = sync_to_async(_read_stored, thread_sensitive=False)
+run_finished = sync_to_async(_run_finished, thread_sensitive=False)
+
+
+def _parse_live(item) -> list[tuple[int, str, str]]:
+    frames = []
+    for line in str(item.data).split("\n"):
+        if not line:
+            continue
+        try:
+            data = json.loads(line)
+            frames.append((int(data["seq"]), str(data["event"]), line))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("skipping a malformed relayed event")
+    return frames
+
+
+async def stream_run_events(model, run_id: str, after_seq: int = 0):
+    """Yield SSE frames of run `run_id` with seq > `after_seq`, ending after `complete`."""
+    listener = Listener()
+    listener.channels = {channel_for(run_id)}
+    listener.user_id = "api"
+    listener.assign_loop()
+    manager = get_listener_manager()
+    manager.add_listener(listener)
+    keepalive = settings.POWABASE_KEEPALIVE_SECONDS
+    last_seq = after_seq
+    quiet = 0.0
+    try:
+        read_store = True
+        while True:
+            if read_store:
+                read_store = False
+                while True:
+                    stored = await read_stored(run_id, last_seq)
+                    for seq, event, data in stored:
+                        last_seq = seq
+                        yield _frame(seq, event, data)
+                        if event == TERMINAL_EVENT:
+                            return
+                    if len(stored) < STORE_BATCH:
+                        break
+
+            wait = min(STORE_POLL_SECONDS, keepalive - quiet) if keepalive > quiet else 0
+            try:
+                await asyncio.wait_for(listener.aevent.wait(), timeout=max(wait, 0.01))
+            except TimeoutError:
+                quiet += max(wait, 0.01)
+                if quiet >= keepalive:
+                    quiet = 0.0
+                    yield b": keepalive\n\n"
+                # A quiet spell: the relay may have lost events, so read the store.
+                read_store = True
+                if await run_finished(model, run_id):
+                    stored = await read_stored(run_id, last_seq)
+                    if not stored:
+                        return
+                continue
+
+            quiet = 0.0
+            with manager.lock:
+                items = listener.channel_items
+                overflow = listener.overflow
+                listener.channel_items = {}
+                listener.overflow = False
+                listener.aevent.clear()
+
+            frames = []
+            for channel_items in items.values():
+                for item in channel_items:
+                    frames.extend(_parse_live(item))
+            for seq, event, data in sorted(frames):
+                if seq <= last_seq:
+                    continue
+                if seq != last_seq + 1:
+                    read_store = True
+                    break
+                last_seq = seq
+                yield _frame(seq, event, data)
+                if event == TERMINAL_EVENT:
+                    return
+            if overflow:
+                read_store = True
+    finally:
+        manager.remove_listener(listener)
+
+
+def sse_response(model, run_id: str, after_seq: int = 0) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        stream_run_events(model, run_id, after_seq),
+        content_type="text/event-stream; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

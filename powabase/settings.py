@@ -1,0 +1,220 @@
+"""Settings for Powabase Orchestrations, read from the environment.
+
+With neither DATABASE_URL nor REDIS_URL set, the service runs embedded:
+SQLite in WAL mode and runs executed in the web process. With both set, it
+runs in production shape: PostgreSQL, Redis, Celery workers.
+"""
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("POWABASE_VAR_DIR") or BASE_DIR / "var")
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and env_str("DATABASE_URL"):
+        raise ImproperlyConfigured("SECRET_KEY must be set when DATABASE_URL is set.")
+    # Embedded default only: a fixed development key, never used in production
+    # because the check above requires SECRET_KEY there.
+    SECRET_KEY = "embedded-development-key-not-for-production-use-0123456789"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_eventstream",
+    "accounts",
+    "agents",
+    "orchestrations",
+]
+
+MIDDLEWARE = [
+    "powabase.middleware.ApiErrorMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "powabase.urls"
+ASGI_APPLICATION = "powabase.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL from DATABASE_URL, otherwise SQLite in WAL mode.
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+            conn_health_checks=True,
+        )
+    }
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "powabase.sqlite3",
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis carries Celery's queue and the event relay between processes.
+REDIS_URL = env_str("REDIS_URL")
+EMBEDDED = not REDIS_URL
+
+# "celery" queues runs for workers; "inprocess" runs them on a background
+# event loop inside the web process (the embedded default).
+POWABASE_RUN_EXECUTION = env_str("POWABASE_RUN_EXECUTION", "inprocess" if EMBEDDED else "celery")
+if POWABASE_RUN_EXECUTION not in {"celery", "inprocess"}:
+    raise ImproperlyConfigured(
+        f"POWABASE_RUN_EXECUTION must be celery or inprocess, got {POWABASE_RUN_EXECUTION!r}."
+    )
+if POWABASE_RUN_EXECUTION == "celery" and not REDIS_URL:
+    raise ImproperlyConfigured("POWABASE_RUN_EXECUTION=celery needs REDIS_URL.")
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_DEFAULT_QUEUE = env_str("POWABASE_CELERY_QUEUE", "powabase-runs")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A run may take many minutes; redeliver an unacknowledged task only after
+# this long, so a slow run is not handed to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("POWABASE_VISIBILITY_TIMEOUT", 3600)}
+
+if REDIS_URL:
+    _redis = urlparse(REDIS_URL)
+    EVENTSTREAM_REDIS = {
+        "host": _redis.hostname or "127.0.0.1",
+        "port": _redis.port or 6379,
+        "db": int((_redis.path or "/0").lstrip("/") or 0),
+    }
+    if _redis.password:
+        EVENTSTREAM_REDIS["password"] = _redis.password
+
+# django-eventstream publishes every event on one Redis pub/sub channel that
+# ignores the database number, so our channel names carry this prefix.
+POWABASE_EVENT_CHANNEL_PREFIX = env_str("POWABASE_EVENT_CHANNEL_PREFIX", "powabase")
+
+POWABASE_DEFAULT_MODEL = env_str("POWABASE_DEFAULT_MODEL", "openai/gpt-4o-mini")
+# Seconds without an event after which a stream sends a keepalive comment.
+POWABASE_KEEPALIVE_SECONDS = env_int("POWABASE_KEEPALIVE_SECONDS", 15, minimum=1)
+# Largest accepted request body, in bytes.
+POWABASE_MAX_BODY_BYTES = env_int("POWABASE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = POWABASE_MAX_BODY_BYTES
+# Threads that run database work for the runs hosted by one process; each
+# holds at most one database connection.
+POWABASE_DB_THREADS = env_int("POWABASE_DB_THREADS", 8, minimum=1)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "powabase.api.JsonOnlyNegotiation",
+    "EXCEPTION_HANDLER": "powabase.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Powabase Orchestrations API",
+    "DESCRIPTION": "Agents, teams of agents, and their streamed runs.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "accounts": {"level": LOG_LEVEL},
+        "agents": {"level": LOG_LEVEL},
+        "orchestrations": {"level": LOG_LEVEL},
+        "engine": {"level": LOG_LEVEL},
+        "powabase": {"level": LOG_LEVEL},
+        # litellm logs request bodies (prompts) at INFO and DEBUG.
+        "LiteLLM": {"level": "WARNING"},
+        "LiteLLM Proxy": {"level": "WARNING"},
+        "LiteLLM Router": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
+}
+
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+
+if not DEBUG and DATABASE_URL:
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
