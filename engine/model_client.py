@@ -182,7 +182,10 @@ async def _stream_once(model: str, messages: list[dict], tools: list[dict] | Non
         "stream": True,
         "stream_options": {"include_usage": True},
         "timeout": params.timeout_seconds,
+        # Retries are ours (with events and a fallback); the OpenAI SDK under
+        # litellm would otherwise retry 429 and 5xx twice on its own.
         "num_retries": 0,
+        "max_retries": 0,
     }
     if tools:
         kwargs["tools"] = tools

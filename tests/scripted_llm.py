@@ -361,7 +361,8 @@ def _sse(payload: dict | str) -> bytes:
 def _set_tcp_nodelay(request: web.BaseRequest) -> None:
     """Disable Nagle's algorithm, which with delayed ACKs adds about 40 ms per small write.
 
-    asyncio already sets TCP_NODELAY on TCP transports, so this only guards against a change.
+    asyncio (CPython 3.11 selector_events) already sets TCP_NODELAY on TCP transports,
+    so this only guards against a change.
     """
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None

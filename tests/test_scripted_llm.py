@@ -1,6 +1,8 @@
 """Tests for the scripted LLM server, driven through litellm's real OpenAI client.
 
-Run without Django: ``.venv/bin/python -m pytest -p no:django tests/test_scripted_llm.py``.
+These tests need neither Django nor the database, and tests/conftest.py needs both, so
+run them alone with
+``.venv/bin/python -m pytest --noconftest -p no:django tests/test_scripted_llm.py``.
 """
 
 import os
@@ -63,6 +65,8 @@ FINAL_ANSWER_TOOL = {
 }
 
 
+# Defined here rather than taken from tests/conftest.py, so the file also runs with
+# --noconftest. Under the full suite they shadow the conftest fixtures of the same names.
 @pytest.fixture(scope="module")
 def server():
     with ScriptedLLM() as llm:

@@ -1,0 +1,48 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# The tests run against PostgreSQL and Redis on 127.0.0.1 (see .ci/run to start them).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/powabase
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
+
+.PHONY: demo test install install-demo lint bench clean
+
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --inexact --group dev
+	touch $@
+
+install: $(VENV)/.installed
+
+# The offline model server is compiled from source once (several minutes on
+# 2 cores); uv caches the build afterwards.
+$(VENV)/.installed-demo: $(VENV)/.installed
+	$(UV) sync --frozen --group dev --group demo
+	touch $@
+
+install-demo: $(VENV)/.installed-demo
+
+demo: install-demo
+	$(PY) manage.py demo
+
+test: install
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	SECRET_KEY=test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz \
+	POWABASE_CELERY_QUEUE=powabase-test-$$$$ POWABASE_EVENT_CHANNEL_PREFIX=powabase-test-$$$$ \
+	SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var
