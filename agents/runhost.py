@@ -26,9 +26,6 @@ logger = logging.getLogger(__name__)
 
 # Seconds between two checks for cancel requests of the hosted runs.
 CANCEL_POLL_SECONDS = 0.5
-# Seconds between two heartbeat writes; the reaper treats a run whose
-# heartbeat is older than REAPER_STALE_SECONDS as lost.
-HEARTBEAT_SECONDS = 10.0
 
 
 def _in_db_thread(fn, *args, **kwargs):
@@ -99,17 +96,28 @@ class RunHost:
         return asyncio.run_coroutine_threadsafe(hosted(), loop)
 
     async def _watch(self) -> None:
-        """Cancel hosted runs whose cancellation was requested, and keep their heartbeat fresh."""
+        """Cancel hosted runs whose cancellation was requested, and keep their heartbeat fresh.
+
+        In the embedded mode there is no Celery beat, so this loop also runs
+        the reaper, which ends runs left `running` by a previous process.
+        """
         since_heartbeat = 0.0
+        since_reaper = float(settings.POWABASE_REAPER_INTERVAL_SECONDS)
         while True:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             since_heartbeat += CANCEL_POLL_SECONDS
+            since_reaper += CANCEL_POLL_SECONDS
+            if settings.POWABASE_RUN_EXECUTION == "inprocess" and (
+                since_reaper >= settings.POWABASE_REAPER_INTERVAL_SECONDS
+            ):
+                since_reaper = 0.0
+                await self._reap()
             if not self.hosted:
                 continue
             by_model: dict[type, list[str]] = {}
             for run_id, (model, _task) in list(self.hosted.items()):
                 by_model.setdefault(model, []).append(run_id)
-            beat = since_heartbeat >= HEARTBEAT_SECONDS
+            beat = since_heartbeat >= settings.POWABASE_HEARTBEAT_SECONDS
             if beat:
                 since_heartbeat = 0.0
             try:
@@ -122,6 +130,15 @@ class RunHost:
                 if entry is not None and not entry[1].done():
                     logger.info("cancelling run %s on request", run_id)
                     entry[1].cancel()
+
+
+    async def _reap(self) -> None:
+        from orchestrations.reaper import reap_lost_runs
+
+        try:
+            await self.run_db(reap_lost_runs)
+        except Exception:  # a database outage must not stop the watcher
+            logger.warning("reaping lost runs failed", exc_info=True)
 
 
 def _poll_hosted_runs(by_model: dict[type, list[str]], beat: bool) -> list[str]:

@@ -86,7 +86,7 @@ class Coordinator:
                             tool_choice=tool_choice,
                             on_delta=self._on_delta if stream_text else None,
                             on_retry=self._on_retry)
-        self.state.add_coordinator_usage(result.usage)
+        self.state.add_coordinator_usage(result.usage, result.model)
         self.state.check_budgets()
         return result
 

@@ -34,6 +34,8 @@ class RunState:
         self.usage = Usage()
         self.coordinator_usage = Usage()
         self.entity_usage: dict[str, Usage] = {}
+        # One row per coordinator model call: its step, model and usage.
+        self.coordinator_calls: list[dict] = []
         self.steps = 0
         self.delegations = 0
         self.delegation_counts: Counter = Counter()
@@ -50,9 +52,10 @@ class RunState:
         self.steps += 1
         return self.steps
 
-    def add_coordinator_usage(self, usage: Usage) -> None:
+    def add_coordinator_usage(self, usage: Usage, model: str = "") -> None:
         self.coordinator_usage.add(usage)
         self.usage.add(usage)
+        self.coordinator_calls.append({"step": self.steps, "model": model, "usage": usage.as_dict()})
 
     def add_entity_usage(self, agent_name: str, usage: Usage) -> None:
         self.entity_usage.setdefault(agent_name, Usage()).add(usage)
@@ -85,7 +88,9 @@ class RunState:
 
     def breakdown(self) -> dict:
         return {
+            "total": self.usage.as_dict(),
             "coordinator": self.coordinator_usage.as_dict(),
+            "coordinator_calls": self.coordinator_calls,
             "entities": {name: usage.as_dict() for name, usage in self.entity_usage.items()},
         }
 

@@ -5,6 +5,7 @@ SQLite in WAL mode and runs executed in the web process. With both set, it
 runs in production shape: PostgreSQL, Redis, Celery workers.
 """
 
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "powabase.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -127,6 +129,22 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # this long, so a slow run is not handed to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("POWABASE_VISIBILITY_TIMEOUT", 3600)}
 
+# The reaper fails runs whose heartbeat is older than POWABASE_REAPER_STALE_SECONDS.
+# Celery beat runs it every POWABASE_REAPER_INTERVAL_SECONDS (`celery -A powabase
+# beat`, or a worker started with -B); the embedded run host runs it itself.
+POWABASE_HEARTBEAT_SECONDS = env_int("POWABASE_HEARTBEAT_SECONDS", 10, minimum=1)
+POWABASE_REAPER_STALE_SECONDS = env_int("POWABASE_REAPER_STALE_SECONDS", 45, minimum=2)
+POWABASE_REAPER_INTERVAL_SECONDS = env_int("POWABASE_REAPER_INTERVAL_SECONDS", 15, minimum=1)
+if POWABASE_REAPER_STALE_SECONDS <= POWABASE_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("POWABASE_REAPER_STALE_SECONDS must be larger than "
+                               "POWABASE_HEARTBEAT_SECONDS, or live runs would be reaped.")
+CELERY_BEAT_SCHEDULE = {
+    "reap-lost-runs": {
+        "task": "orchestrations.reap_lost_runs",
+        "schedule": float(POWABASE_REAPER_INTERVAL_SECONDS),
+    },
+}
+
 if REDIS_URL:
     _redis = urlparse(REDIS_URL)
     EVENTSTREAM_REDIS = {
@@ -163,6 +181,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# WhiteNoise serves static files (staff pages, admin) from the finders' directories,
+# so uvicorn serves them with DEBUG off and no collectstatic step. It warns about a
+# STATIC_ROOT that collectstatic never filled; that is the normal case here.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: ")
 
 LOGIN_URL = "/admin/login/"
 
