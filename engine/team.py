@@ -32,6 +32,9 @@ class RunState:
         self.team = team
         self.hooks = hooks
         self.usage = Usage()
+        # Sum of the costs that are known. The run's cost_usd is None once any
+        # call is unpriced, but budgets still count what is known.
+        self.known_cost_usd = 0.0
         self.coordinator_usage = Usage()
         self.entity_usage: dict[str, Usage] = {}
         # One row per coordinator model call: its step, model and usage.
@@ -52,22 +55,27 @@ class RunState:
         self.steps += 1
         return self.steps
 
+    def _add(self, usage: Usage) -> None:
+        self.usage.add(usage)
+        if usage.cost_usd is not None:
+            self.known_cost_usd += usage.cost_usd
+
     def add_coordinator_usage(self, usage: Usage, model: str = "") -> None:
         self.coordinator_usage.add(usage)
-        self.usage.add(usage)
+        self._add(usage)
         self.coordinator_calls.append({"step": self.steps, "model": model, "usage": usage.as_dict()})
 
     def add_entity_usage(self, agent_name: str, usage: Usage) -> None:
         self.entity_usage.setdefault(agent_name, Usage()).add(usage)
-        self.usage.add(usage)
+        self._add(usage)
 
     def check_budgets(self) -> None:
         """Raise StopRun once the run's tokens or cost exceed their budget."""
         if self.max_tokens is not None and self.usage.total_tokens > self.max_tokens:
             raise StopRun(f"The run used {self.usage.total_tokens} tokens, over max_tokens "
                           f"({int(self.max_tokens)}).", stop_reason="budget_tokens")
-        cost = self.usage.cost_usd
-        if self.max_cost_usd is not None and cost is not None and cost > self.max_cost_usd:
+        cost = self.known_cost_usd
+        if self.max_cost_usd is not None and cost > self.max_cost_usd:
             raise StopRun(f"The run cost ${cost:.6f}, over max_cost_usd (${self.max_cost_usd}).",
                           stop_reason="budget_cost")
 
@@ -173,8 +181,12 @@ async def run_team(team: TeamSpec, message: str, hooks: RunHooks,
         async with asyncio.timeout(timeout):
             outcome = await strategy(team, message, state, history or [])
     except TimeoutError:
-        raise StopRun(f"The run exceeded timeout_seconds ({timeout}).",
-                      stop_reason="timeout") from None
+        # Everything a run waits on is a model call (the coordinator's or an
+        # entity's), so the code is llm_timeout.
+        stop = StopRun(f"The run exceeded timeout_seconds ({timeout} s) while waiting for a model.",
+                       stop_reason="timeout")
+        stop.code = "llm_timeout"
+        raise stop from None
     finally:
         hooks.final_state = state
 
