@@ -1,3 +1,4 @@
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from .services import apikey_authenticate
@@ -32,3 +33,21 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
         value = request.META.get("HTTP_APIKEY", "").strip()
         return value or None
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """Document ApiKeyAuthentication as two alternatives: a Bearer token or an `apikey` header."""
+
+    target_class = "accounts.authentication.ApiKeyAuthentication"
+    name = ["bearerAuth", "apikeyAuth"]
+
+    def get_security_requirement(self, auto_schema):
+        return [{"bearerAuth": []}, {"apikeyAuth": []}]
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {"type": "http", "scheme": "bearer", "bearerFormat": "pb_<lookup>_<secret>",
+             "description": "`Authorization: Bearer <api key>`."},
+            {"type": "apiKey", "in": "header", "name": "apikey",
+             "description": "The API key alone in an `apikey` header, as Powabase clients send it."},
+        ]

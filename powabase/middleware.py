@@ -1,6 +1,7 @@
 import logging
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
@@ -13,11 +14,22 @@ def _is_api(request) -> bool:
     return request.path.startswith("/api/")
 
 
+def _too_large(length: int | None, limit: int) -> JsonResponse:
+    size = f"{length} bytes" if length is not None else f"more than {limit} bytes"
+    return JsonResponse(
+        error_body(f"The request body is {size}; the limit is {limit} bytes.", "payload_too_large"),
+        status=413,
+    )
+
+
 class ApiErrorMiddleware:
     """Keep errors under /api/ in the JSON error shape, and reject large bodies early.
 
     The body limit is checked against Content-Length before any view or parser
-    reads the body, so an oversized request costs no parsing.
+    reads the body, so an oversized request costs no parsing. A chunked body
+    has no Content-Length: it is read up to the limit here and handed on with
+    its length set, because DRF treats a request without Content-Length as
+    having no body at all.
     """
 
     def __init__(self, get_response):
@@ -31,24 +43,35 @@ class ApiErrorMiddleware:
         return self.get_response(request)
 
     def _reject_large_body(self, request):
-        raw_length = request.META.get("CONTENT_LENGTH") or "0"
+        limit = settings.POWABASE_MAX_BODY_BYTES
+        raw_length = request.META.get("CONTENT_LENGTH")
+        if not raw_length:
+            if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+                return self._read_chunked_body(request, limit)
+            return None
+
         try:
             length = int(raw_length)
         except ValueError:
+            length = -1
+        if length < 0:
             return JsonResponse(
                 error_body("The Content-Length header is not a number.", "bad_request"), status=400
             )
-
-        limit = settings.POWABASE_MAX_BODY_BYTES
         if length <= limit:
             return None
-        return JsonResponse(
-            error_body(
-                f"The request body is {length} bytes; the limit is {limit} bytes.",
-                "payload_too_large",
-            ),
-            status=413,
-        )
+        return _too_large(length, limit)
+
+    @staticmethod
+    def _read_chunked_body(request, limit: int):
+        body = request.read(limit + 1)
+        if len(body) > limit:
+            return _too_large(None, limit)
+        # HttpRequest.body returns this cached copy; DRF reads the body through it
+        # once Content-Length says there is one.
+        request._body = body
+        request.META["CONTENT_LENGTH"] = str(len(body))
+        return None
 
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError)):
@@ -61,5 +84,7 @@ class ApiErrorMiddleware:
 
         if not _is_api(request):
             return None
+        if isinstance(exception, RequestDataTooBig):
+            return _too_large(None, settings.POWABASE_MAX_BODY_BYTES)
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return JsonResponse(error_body("Internal server error.", "internal_error"), status=500)

@@ -1,7 +1,11 @@
 from django.http import JsonResponse
 from django.views.defaults import page_not_found, server_error
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import viewsets
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.permissions import AllowAny
 
-from .api import error_body
+from .api import SafeJSONParser, SafeJSONRenderer, error_body
 
 
 def not_found(request, exception=None):
@@ -22,3 +26,36 @@ def bad_request(request, exception=None):
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
+
+
+class ApiViewSet(viewsets.ViewSet):
+    """The base of the API's viewsets: JSON bodies through SafeJSONParser."""
+
+    parser_classes = [SafeJSONParser]
+
+
+class PublicDocsMixin:
+    """Readable by anyone without an API key; errors still come as JSON.
+
+    The success response is negotiated as usual (YAML or JSON schema, HTML
+    page), which the API's JSON-only negotiation would not allow.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+    content_negotiation_class = DefaultContentNegotiation
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = SafeJSONRenderer()
+        self.request.accepted_media_type = SafeJSONRenderer.media_type
+        return response
+
+
+class SchemaView(PublicDocsMixin, SpectacularAPIView):
+    """The OpenAPI 3 schema: YAML by default, JSON with `?format=json`."""
+
+
+class SwaggerView(PublicDocsMixin, SpectacularSwaggerView):
+    """Swagger UI over the schema."""
