@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/", include("agents.api.urls")),
     path("api/", include("orchestrations.api.urls")),
     path("healthz", views.healthz, name="healthz"),
+    path("", include("orchestrations.urls")),
 ]
 
 handler404 = "powabase.views.not_found"

@@ -27,6 +27,7 @@ from powabase.views import ApiViewSet
 
 from .. import selectors, services
 from ..models import Entity, OrchestrationRun
+from ..views import StaffSessionAuthentication, staff_run_or_404
 from .serializers import (
     EntityInput,
     EntityListOutput,
@@ -375,6 +376,12 @@ class EntityViewSet(ApiViewSet):
 
 
 class OrchestrationRunViewSet(ApiViewSet):
+    def get_authenticators(self):
+        # The staff pages follow a run's events with the staff login session.
+        if getattr(self, "action_map", {}).get("get") == "events":
+            return [*super().get_authenticators(), StaffSessionAuthentication()]
+        return super().get_authenticators()
+
     @extend_schema(
         operation_id="orchestration_runs_retrieve", summary="Get a stored orchestration run",
         description="`events` holds every stored event except `content_delta`; `child_runs` "
@@ -396,7 +403,10 @@ class OrchestrationRunViewSet(ApiViewSet):
         responses={**SSE_RESPONSE, **errors({400: "validation_error", 404: "run_not_found"})},
     )
     def events(self, request, run_id=None):
-        run = get_run_or_404(request, run_id)
+        if isinstance(request.successful_authenticator, StaffSessionAuthentication):
+            run = staff_run_or_404(run_id)
+        else:
+            run = get_run_or_404(request, run_id)
         return sse_response(OrchestrationRun, run.id, after_seq=last_event_id(request))
 
     @extend_schema(
