@@ -38,7 +38,7 @@ test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	SECRET_KEY=test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz \
 	POWABASE_CELERY_QUEUE=powabase-test-$$$$ POWABASE_EVENT_CHANNEL_PREFIX=powabase-test-$$$$ \
-	SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false \
+	SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false SECURE_SSL_REDIRECT=false \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

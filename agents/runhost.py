@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Coroutine
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,14 @@ CANCEL_POLL_SECONDS = 0.5
 
 def _in_db_thread(fn, *args, **kwargs):
     close_old_connections()
-    return fn(*args, **kwargs)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        # With the connection pool this returns the connection to it, so the
+        # run host holds at most POWABASE_DB_THREADS connections and only
+        # while they work.
+        if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+            connection.close()
 
 
 class RunHost:
@@ -47,6 +54,10 @@ class RunHost:
     def loop(self) -> asyncio.AbstractEventLoop:
         self._ensure_started()
         return self._loop
+
+    def start(self) -> None:
+        """Start the host's thread and event loop now rather than on the first run."""
+        self._ensure_started()
 
     def _ensure_started(self) -> None:
         # A forked Celery child inherits the parent's objects but not its

@@ -15,6 +15,7 @@ import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.http import StreamingHttpResponse
 from django_eventstream.views import Listener, get_listener_manager
 
@@ -34,15 +35,22 @@ def _frame(seq: int, event: str, data: str) -> bytes:
 
 
 def _read_stored(run_id: str, after_seq: int) -> list[tuple[int, str, str]]:
-    return list(
-        RunEvent.objects.filter(run_id=run_id, seq__gt=after_seq)
-        .order_by("seq")
-        .values_list("seq", "event", "data")[:STORE_BATCH]
-    )
+    try:
+        return list(
+            RunEvent.objects.filter(run_id=run_id, seq__gt=after_seq)
+            .order_by("seq")
+            .values_list("seq", "event", "data")[:STORE_BATCH]
+        )
+    finally:
+        # Executor threads outlive the stream: hand the connection back now.
+        connection.close()
 
 
 def _run_finished(model, run_id: str) -> bool:
-    status = model.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    try:
+        status = model.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    finally:
+        connection.close()
     return status is None or status in TERMINAL_STATUSES
 
 

@@ -17,7 +17,7 @@ def _load_engine() -> None:
 
     # Starting the host also starts its reaper, which ends runs that a
     # previous process left running.
-    run_host().loop
+    run_host().start()
 
 
 if settings.POWABASE_RUN_EXECUTION == "inprocess":
