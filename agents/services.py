@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from powabase.errors import Conflict
 
+from .dispatch import dispatch_run
 from .events import encode_event, record_event_now
 from .models import Agent, AgentRun, RunEvent, RunStatus
 
@@ -65,16 +66,7 @@ def agent_run_submit(*, owner, agent: Agent, message: str, session_id: str | Non
 
 
 def dispatch_agent_run(run_id: str) -> None:
-    if settings.POWABASE_RUN_EXECUTION == "celery":
-        from .tasks import execute_agent_run_task
-
-        execute_agent_run_task.delay(run_id)
-        return
-
-    from .runhost import run_host
-    from .runner import execute_agent_run
-
-    run_host().submit(run_id, AgentRun, lambda: execute_agent_run(run_id))
+    dispatch_run(AgentRun, run_id)
 
 
 def agent_run_cancel(*, run: AgentRun) -> AgentRun:

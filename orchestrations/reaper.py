@@ -24,6 +24,9 @@ from .models import ChildRun, OrchestrationRun
 logger = logging.getLogger(__name__)
 
 WORKER_LOST_MESSAGE = "The worker carrying this run stopped; the run did not finish."
+# A pending run queued this long ago and still not claimed is queued again:
+# its first queueing failed (broker down) or its message was lost.
+REQUEUE_AFTER = timedelta(minutes=5)
 
 
 def reap_lost_runs() -> list[str]:
@@ -36,6 +39,24 @@ def reap_lost_runs() -> list[str]:
             if _fail_lost_run(model, run, stale_before):
                 reaped.append(run.id)
     return reaped
+
+
+def requeue_stalled_runs() -> list[str]:
+    """Queue again the pending runs whose queueing is older than REQUEUE_AFTER; return their ids."""
+    from agents.dispatch import dispatch_run
+
+    before = timezone.now() - REQUEUE_AFTER
+    requeued = []
+    for model in (OrchestrationRun, AgentRun):
+        pending = model.objects.filter(
+            Q(status=RunStatus.PENDING, cancel_requested_at__isnull=True)
+            & (Q(queued_at__lt=before) | Q(queued_at__isnull=True, created_at__lt=before))
+        ).values_list("pk", flat=True)[:500]
+        for run_id in pending:
+            logger.warning("run %s is still pending; queueing it again", run_id)
+            if dispatch_run(model, run_id):
+                requeued.append(run_id)
+    return requeued
 
 
 def _fail_lost_run(model, run, stale_before) -> bool:

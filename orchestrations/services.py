@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents.dispatch import dispatch_run
 from agents.events import encode_event, record_event_now
 from agents.models import RunEvent, RunStatus
 from powabase.errors import Conflict, NotFound, ValidationFailed
@@ -157,17 +158,7 @@ def _check_session(owner, session_id: str) -> None:
 
 def dispatch_orchestration_run(run_id: str) -> None:
     """Hand the run to a Celery worker, or to this process's run host when embedded."""
-    if settings.POWABASE_RUN_EXECUTION == "celery":
-        from .tasks import execute_orchestration_run_task
-
-        execute_orchestration_run_task.delay(run_id)
-        return
-
-    from agents.runhost import run_host
-
-    from .runner import execute_orchestration_run
-
-    run_host().submit(run_id, OrchestrationRun, lambda: execute_orchestration_run(run_id))
+    dispatch_run(OrchestrationRun, run_id)
 
 
 def run_cancel(*, run: OrchestrationRun) -> OrchestrationRun:

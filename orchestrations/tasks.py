@@ -21,7 +21,7 @@ def execute_orchestration_run_task(run_id: str) -> str:
 
 @shared_task(name="orchestrations.reap_lost_runs", ignore_result=True)
 def reap_lost_runs_task() -> list[str]:
-    """Fail runs whose worker died; scheduled by Celery beat (CELERY_BEAT_SCHEDULE)."""
-    from .reaper import reap_lost_runs
+    """Fail runs whose worker died and requeue lost pending runs; scheduled by Celery beat."""
+    from .reaper import reap_lost_runs, requeue_stalled_runs
 
-    return reap_lost_runs()
+    return reap_lost_runs() + requeue_stalled_runs()

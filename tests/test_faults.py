@@ -2,7 +2,6 @@
 PostgreSQL down, idempotent submission and keepalives."""
 
 import contextlib
-import os
 import secrets
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_client
-from tests.factories import create_team, stream_run
+from tests.factories import create_team
 from tests.scripted_llm import Reply
 from tests.sse import iter_frames, read_stream
 from tests.stack import ServiceProcess, WebProcess, WorkerProcess, free_port
