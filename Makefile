@@ -6,7 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 # The tests run against PostgreSQL and Redis on 127.0.0.1 (see .ci/run to start them).
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/powabase
+# The database name carries the shell's pid, so two test runs on one server
+# do not share a test database.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/powabase_$$$$
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
 .PHONY: demo test install install-demo lint bench clean

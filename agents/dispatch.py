@@ -27,10 +27,10 @@ def dispatch_run(model, run_id: str) -> bool:
     model.objects.filter(pk=run_id).update(queued_at=timezone.now())
 
     if settings.POWABASE_RUN_EXECUTION == "celery":
-        from powabase.celery import app
+        from celery import current_app
 
         try:
-            app.send_task(task_name, args=[run_id])
+            current_app.send_task(task_name, args=[run_id])
         except Exception as exc:  # kombu raises several connection errors
             logger.warning("queueing run %s failed (%s); the reaper will queue it again",
                            run_id, exc.__class__.__name__)

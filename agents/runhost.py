@@ -49,6 +49,14 @@ class RunHost:
         self.db_executor: concurrent.futures.ThreadPoolExecutor | None = None
         # run id -> (model class, asyncio task)
         self.hosted: dict[str, tuple[type, asyncio.Task]] = {}
+        # Blocking jobs run on the database threads every interval when runs
+        # execute in this process (the embedded mode has no Celery beat).
+        self.embedded_jobs: list[Callable[[], object]] = []
+
+    def add_embedded_job(self, job: Callable[[], object]) -> None:
+        """Run `job` every POWABASE_REAPER_INTERVAL_SECONDS while runs execute in-process."""
+        if job not in self.embedded_jobs:
+            self.embedded_jobs.append(job)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -110,7 +118,8 @@ class RunHost:
         """Cancel hosted runs whose cancellation was requested, and keep their heartbeat fresh.
 
         In the embedded mode there is no Celery beat, so this loop also runs
-        the reaper, which ends runs left `running` by a previous process.
+        the embedded jobs, such as the reaper that ends runs left `running` by
+        a previous process.
         """
         since_heartbeat = 0.0
         since_reaper = float(settings.POWABASE_REAPER_INTERVAL_SECONDS)
@@ -144,12 +153,12 @@ class RunHost:
 
 
     async def _reap(self) -> None:
-        from orchestrations.reaper import reap_lost_runs
-
-        try:
-            await self.run_db(reap_lost_runs)
-        except Exception:  # a database outage must not stop the watcher
-            logger.warning("reaping lost runs failed", exc_info=True)
+        for job in list(self.embedded_jobs):
+            try:
+                await self.run_db(job)
+            except Exception:  # a database outage must not stop the watcher
+                logger.warning("periodic job %s failed", getattr(job, "__name__", job),
+                               exc_info=True)
 
 
 def _poll_hosted_runs(by_model: dict[type, list[str]], beat: bool) -> list[str]:

@@ -5,8 +5,8 @@ import asyncio
 from .errors import EngineError
 from .hooks import TeamOutcome
 from .specs import TeamSpec
+from .state import RunState, delegate
 from .supervisor import Coordinator, delegation_tool, run_supervisor
-from .team import RunState, delegate
 
 DIRECT_ANSWER_TOOL = "answer_directly"
 

@@ -8,7 +8,7 @@ from .agent import model_params
 from .hooks import TeamOutcome
 from .model_client import ChatResult, ToolCall, chat
 from .specs import EntitySpec, TeamSpec
-from .team import RunState, delegate
+from .state import RunState, delegate
 
 RESULT_PREVIEW_CHARS = 200
 
@@ -112,8 +112,12 @@ class Coordinator:
             })
             self.state.check_repeated_delegation()
 
-    async def _run_tool_calls(self, step: int, calls: list[ToolCall]) -> None:
-        """Emit the calls, run the valid ones concurrently, and append their results in order."""
+    async def _run_tool_calls(self, step: int, calls: list[ToolCall],
+                              context: str | None = None) -> None:
+        """Emit the calls, run the valid ones concurrently, and append their results in order.
+
+        `context`, when given, is put before each task in the entity's prompt.
+        """
         planned = []
         for call in calls:
             arguments = call.parsed_arguments()
@@ -131,7 +135,8 @@ class Coordinator:
             started = time.monotonic()
             if problem is not None:
                 return problem, started
-            _child_id, result = await delegate(self.state, entity, task, call_id=call.id)
+            _child_id, result = await delegate(self.state, entity, task, call_id=call.id,
+                                               context=context)
             if result.status != "completed":
                 return f"Error: {entity.agent.name} failed: {result.error}", started
             return result.content, started
@@ -188,7 +193,9 @@ class Coordinator:
             "role": "assistant", "content": None,
             "tool_calls": [_tool_call_message(call) for call in calls],
         })
-        await self._run_tool_calls(step, calls)
+        # A model that cannot pick tools often writes a vague task ("The sky"),
+        # so each entity also sees the user's request.
+        await self._run_tool_calls(step, calls, context=f"The user's request: {self.message}")
         await self.hooks.emit("step_completed", {"step": step, "finish_reason": "tool_calls",
                                                  "has_tool_calls": True})
 
