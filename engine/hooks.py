@@ -1,6 +1,7 @@
 """The interface between the engine and whoever stores and streams a run."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .usage import Usage
 
@@ -41,7 +42,7 @@ class RunHooks:
     implementation can assign event sequence numbers as they arrive.
     """
 
-    final_state = None
+    final_state: Any = None
 
     async def emit(self, event: str, fields: dict) -> None:
         pass

@@ -180,7 +180,7 @@ class Coordinator:
             )
             call = next((c for c in result.tool_calls if c.name == entity.tool_name), None)
             arguments = call.parsed_arguments() if call else None
-            if not arguments or not str(arguments.get("task") or "").strip():
+            if call is None or not arguments or not str(arguments.get("task") or "").strip():
                 # The model filled in no usable task: give the entity the user's message.
                 return ToolCall(id=call.id if call else f"call_{entity.tool_name}",
                                 name=entity.tool_name, arguments=_json_task(self.message))
