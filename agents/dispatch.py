@@ -1,7 +1,7 @@
 """Handing a stored run to whatever executes it: a Celery worker, or this process.
 
 Queueing can fail (Redis down). The run then stays `pending` with an old
-`queued_at`, and the reaper queues it again once the broker is back; a
+`queued_at`, and the reaper queues it again once the broker is back. A
 duplicate delivery is harmless because a run is claimed only once.
 """
 

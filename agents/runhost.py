@@ -6,8 +6,8 @@ thread pool, which bounds the process's database connections. A Celery task
 (or, embedded, the web process) submits a run and waits for it.
 
 The host also watches the runs it carries: it refreshes their heartbeat, and
-cancels a run's task when someone asks for cancellation in the database, which
-works whichever machine the cancel request reached.
+cancels a run's task when a cancel request is stored in the database, which
+works whichever machine received the cancel request.
 """
 
 import asyncio

@@ -1,4 +1,4 @@
-"""The interface between the engine and whoever stores and streams a run."""
+"""The interface between the engine and the code that stores and streams a run."""
 
 from dataclasses import dataclass, field
 from typing import Any
