@@ -52,8 +52,10 @@ def store_and_publish(run_id: str, batch: list[tuple[int, str, str]]) -> None:
     Runs in a database thread. A publish failure is logged and swallowed: the
     events are stored, and streams read the store when the relay is quiet.
     """
+    # ignore_conflicts makes a retried write (after a lost connection) harmless.
     RunEvent.objects.bulk_create(
-        [RunEvent(run_id=run_id, seq=seq, event=event, data=data) for seq, event, data in batch]
+        [RunEvent(run_id=run_id, seq=seq, event=event, data=data) for seq, event, data in batch],
+        ignore_conflicts=True,
     )
     publish(run_id, [data for _seq, _event, data in batch])
 

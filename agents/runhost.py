@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Coroutine
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -95,10 +95,26 @@ class RunHost:
             self._loop = loop
 
     async def run_db(self, fn: Callable, *args, **kwargs):
-        """Run blocking database code `fn` on the host's database threads."""
+        """Run blocking database code `fn` on the host's database threads.
+
+        A lost database connection is retried with backoff for up to
+        POWABASE_DB_RETRY_SECONDS, so a run survives a short database outage;
+        after that the error propagates and the run fails.
+        """
         loop = asyncio.get_running_loop()
         call = functools.partial(_in_db_thread, fn, *args, **kwargs)
-        return await loop.run_in_executor(self.db_executor, call)
+        deadline = loop.time() + settings.POWABASE_DB_RETRY_SECONDS
+        delay = 0.25
+        while True:
+            try:
+                return await loop.run_in_executor(self.db_executor, call)
+            except (OperationalError, InterfaceError) as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                logger.warning("database call %s failed (%s); retrying in %.2f s",
+                               getattr(fn, "__name__", "?"), exc.__class__.__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
 
     def submit(self, run_id: str, model, coroutine_factory: Callable[[], Coroutine]):
         """Start a run on the host's loop; return a concurrent Future of its result."""

@@ -175,6 +175,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = POWABASE_MAX_BODY_BYTES
 # Threads that run database work for the runs hosted by one process; each
 # holds at most one database connection.
 POWABASE_DB_THREADS = env_int("POWABASE_DB_THREADS", 8, minimum=1)
+# Seconds a hosted run keeps retrying a lost database connection before it fails.
+POWABASE_DB_RETRY_SECONDS = env_int("POWABASE_DB_RETRY_SECONDS", 30)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
