@@ -1,3 +1,4 @@
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -51,3 +52,14 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             {"type": "apiKey", "in": "header", "name": "apikey",
              "description": "The API key alone in an `apikey` header, as Powabase clients send it."},
         ]
+
+
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    """Document the staff pages' login session, accepted where a staff page reads the API."""
+
+    target_class = "orchestrations.views.StaffSessionAuthentication"
+    name = "staffSession"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME,
+                "description": "An active staff user's admin login session (GET requests only)."}

@@ -1,13 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
+from .routing import route
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    *route("api/schema", views.SchemaView.as_view(), "schema"),
+    *route("api/docs", views.SwaggerView.as_view(url_name="schema"), "swagger-ui"),
     path("api/", include("agents.api.urls")),
     path("api/", include("orchestrations.api.urls")),
     path("healthz", views.healthz, name="healthz"),

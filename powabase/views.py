@@ -1,5 +1,6 @@
 from django.http import JsonResponse
 from django.views.defaults import page_not_found, server_error
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import viewsets
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -28,10 +29,22 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+class ApiAutoSchema(AutoSchema):
+    """drf-spectacular's inspector, told that no endpoint answers a bare JSON array.
+
+    By default it wraps the response of any `list` action in an array; the
+    list endpoints here answer an object with the rows under a key.
+    """
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False
+
+
 class ApiViewSet(viewsets.ViewSet):
     """The base of the API's viewsets: JSON bodies through SafeJSONParser."""
 
     parser_classes = [SafeJSONParser]
+    schema = ApiAutoSchema()
 
 
 class PublicDocsMixin:
