@@ -16,7 +16,7 @@ class AgentAdmin(admin.ModelAdmin):
     list_display = ["name", "model", "owner", "teams", "created_at"]
     list_filter = ["model"]
     list_select_related = ["owner"]
-    search_fields = ["name", "model"]
+    search_fields = ["name", "model", "owner__username"]
     autocomplete_fields = ["owner"]
     readonly_fields = ["id", "teams", "created_at", "updated_at"]
     fieldsets = [

@@ -31,6 +31,7 @@ class ConfigJSONField(forms.JSONField):
     def __init__(self, rules, **kwargs):
         self.rules = rules
         kwargs.setdefault("required", False)
+        kwargs.setdefault("initial", dict)
         kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 4, "cols": 60}))
         kwargs.setdefault("help_text", "A JSON object. Known keys: " + ", ".join(sorted(rules)) + ".")
         super().__init__(**kwargs)
@@ -70,13 +71,14 @@ class OrchestrationAdminForm(forms.ModelForm):
 
 
 class EntityInlineForm(forms.ModelForm):
-    config = ConfigJSONField(ENTITY_CONFIG, widget=forms.Textarea(attrs={"rows": 2, "cols": 40}))
-    position = forms.IntegerField(min_value=0, max_value=1_000_000, initial=0)
+    config = ConfigJSONField(ENTITY_CONFIG, widget=forms.Textarea(attrs={"rows": 2, "cols": 26}))
+    position = forms.IntegerField(min_value=0, max_value=1_000_000, initial=0,
+                                  widget=forms.NumberInput(attrs={"style": "width: 5em"}))
 
     class Meta:
         model = Entity
         fields = ["position", "agent", "role_description", "config"]
-        widgets = {"role_description": forms.Textarea(attrs={"rows": 2, "cols": 40})}
+        widgets = {"role_description": forms.Textarea(attrs={"rows": 2, "cols": 30})}
 
 
 class EntityInlineFormSet(forms.BaseInlineFormSet):

@@ -400,8 +400,9 @@ class Tally:
 
     @property
     def cost_display(self) -> str:
+        """The cost, or its known part when some model's price is missing from litellm's map."""
         if self.cost_unknown:
-            return f"≥ {format_cost(self.cost_usd)} (some prices unknown)"
+            return "unknown" if not self.cost_usd else f"≥ {format_cost(self.cost_usd)}"
         return format_cost(self.cost_usd)
 
 

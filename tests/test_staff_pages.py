@@ -350,7 +350,9 @@ def test_usage_totals_per_team_agent_day(staff_client, staff):
         ("2001-03-01", 105), ("2001-03-02", 40), ("2001-03-03", 0)]
     html = response.content.decode()
     assert html.count('class="bar"') == 3
-    assert "some prices unknown" in html
+    assert 'id="total-cost">≥ $0.002000<' in html
+    assert "<td>Writer (alone)</td><td class=\"num\">1</td>" in html
+    assert report.agents[-1].cost_display == "unknown"
 
 
 def test_usage_rejects_long_period(staff_client):
