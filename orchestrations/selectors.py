@@ -54,7 +54,7 @@ def run_get(*, owner, run_id: str) -> OrchestrationRun | None:
 
 def orchestration_run_list(*, orchestration: Orchestration, status: str | None = None,
                            session_id: str | None = None):
-    """The team's runs, newest first, without the columns a list does not show."""
+    """Return the team's runs, newest first, without the columns a list does not show."""
     queryset = OrchestrationRun.objects.filter(orchestration=orchestration)
     if status:
         queryset = queryset.filter(status=status)
@@ -68,7 +68,7 @@ def orchestration_run_list(*, orchestration: Orchestration, status: str | None =
 
 
 def orchestration_session_list(*, orchestration: Orchestration):
-    """The sessions with runs in this team, most recently active first."""
+    """Return the sessions with runs in this team, most recently active first."""
     return (
         OrchestrationRun.objects.filter(orchestration=orchestration).exclude(session_id="")
         .values("session_id")

@@ -37,10 +37,10 @@ _DRF_CODES = {
 
 
 class SafeJSONRenderer(JSONRenderer):
-    """JSON that never fails to encode.
+    """A JSON renderer that falls back to ASCII escapes where UTF-8 fails.
 
-    JSON may carry lone surrogates (`"\\ud800"`), which UTF-8 cannot encode;
-    such a body is sent with ASCII escapes instead of raising.
+    JSON input may carry lone surrogates (`"\\ud800"`), which UTF-8 cannot
+    encode, so a response that echoes one is rendered with `\\u` escapes.
     """
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
@@ -59,7 +59,7 @@ MAX_JSON_DEPTH = 32
 
 
 def json_depth_exceeds(value, limit: int) -> bool:
-    """Whether `value` nests arrays and objects deeper than `limit` (checked without recursion)."""
+    """Return whether `value` nests arrays and objects deeper than `limit`, without recursing."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -76,7 +76,7 @@ def json_depth_exceeds(value, limit: int) -> bool:
 
 
 class SafeJSONParser(JSONParser):
-    """DRF's JSON parser, refusing documents nested deeper than MAX_JSON_DEPTH.
+    """DRF's JSON parser, rejecting documents nested deeper than MAX_JSON_DEPTH.
 
     Python's decoder raises RecursionError (not ValueError) on very deep
     nesting, and everything that walks the data afterwards recurses too.
@@ -208,7 +208,7 @@ _RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
 def text_problem(value: str) -> str | None:
-    """Say what makes `value` unstorable text, or return None.
+    """Return why `value` cannot be stored as text, or None.
 
     PostgreSQL rejects NUL characters, and lone surrogates (valid in JSON as
     `"\\ud800"`) cannot be encoded as UTF-8.
@@ -223,7 +223,7 @@ def text_problem(value: str) -> str | None:
 
 
 def printable(text: str) -> str:
-    """`text` with lone surrogates and NUL escaped, for use in an error message."""
+    """Return `text` with lone surrogates and NUL escaped, for error messages."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
@@ -245,7 +245,10 @@ def _text_problems(value, path: str, problems: dict) -> None:
 
 
 def _json_type_problem(field, value) -> str | None:
-    """Check the JSON type of `value` before DRF coerces it: "5" is not an integer here."""
+    """Return why the JSON type of `value` does not fit `field`, or None.
+
+    Checked before DRF coerces the value, because DRF would accept "5" as an integer.
+    """
     if value is None:
         return None
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -390,7 +393,7 @@ class ListParams:
 class RunSubmitThrottle(SimpleRateThrottle):
     """Run submissions per API key, at most `POWABASE_RUN_RATE` (default "120/min").
 
-    The history lives in Django's default cache, so the limit holds across web
+    The history lives in Django's default cache, so the limit applies across web
     processes only when that cache is shared between them.
     """
 
@@ -444,8 +447,8 @@ def errors(codes: dict[int, str | tuple[str, ...]] | None = None, *, body: bool 
            query: bool = False) -> dict[int, OpenApiResponse]:
     """Error responses for `extend_schema(responses=...)`, each listing its codes.
 
-    Every operation may answer 401 and 503; `body` adds what a JSON body can
-    provoke, `query` the 400 of invalid query parameters.
+    Every operation may respond with 401 and 503. `body` adds the errors a JSON
+    body can cause, and `query` the 400 of invalid query parameters.
     """
     by_status: dict[int, list[str]] = {401: ["authentication_required", "invalid_api_key"],
                                        503: ["service_unavailable"]}
@@ -474,7 +477,7 @@ def errors(codes: dict[int, str | tuple[str, ...]] | None = None, *, body: bool 
 
 
 def list_parameters(sort_fields: tuple[str, ...]) -> list[OpenApiParameter]:
-    """The query parameters ListParams reads, for `extend_schema(parameters=...)`."""
+    """Return the query parameters that ListParams reads, for `extend_schema(parameters=...)`."""
     return [
         OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
                          description=f"Rows per page (default {DEFAULT_LIMIT})."),
@@ -489,7 +492,7 @@ def list_parameters(sort_fields: tuple[str, ...]) -> list[OpenApiParameter]:
 
 
 def rule_schema(rule: Rule) -> dict:
-    """The JSON schema of one config key, from its validation rule."""
+    """Return the JSON schema of one config key, built from its validation rule."""
     if rule.kind in ("int", "number"):
         schema = {"type": "integer" if rule.kind == "int" else "number"}
         if rule.minimum is not None:

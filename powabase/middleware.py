@@ -67,8 +67,8 @@ class ApiErrorMiddleware:
         body = request.read(limit + 1)
         if len(body) > limit:
             return _too_large(None, limit)
-        # HttpRequest.body returns this cached copy; DRF reads the body through it
-        # once Content-Length says there is one.
+        # DRF reads a body only when Content-Length is set, and then through
+        # HttpRequest.body, which returns this cached copy.
         request._body = body
         request.META["CONTENT_LENGTH"] = str(len(body))
         return None

@@ -30,10 +30,10 @@ def healthz(request):
 
 
 class ApiAutoSchema(AutoSchema):
-    """drf-spectacular's inspector, told that no endpoint answers a bare JSON array.
+    """drf-spectacular's inspector without its list-action heuristic.
 
-    By default it wraps the response of any `list` action in an array; the
-    list endpoints here answer an object with the rows under a key.
+    By default it wraps the response of any `list` action in an array, but the
+    list endpoints here return an object with the rows under a key.
     """
 
     def _is_list_view(self, serializer=None) -> bool:

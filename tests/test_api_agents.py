@@ -37,7 +37,8 @@ def test_put_and_patch_change_only_the_fields_sent(api, llm):
     put = api.put(f"/api/agents/{agent['id']}", json={"description": "Writes summaries"})
     patch = api.patch(f"/api/agents/{agent['id']}", json={"model": "openai/other"})
 
-    assert put.status_code == 200 and patch.status_code == 200
+    assert put.status_code == 200
+    assert patch.status_code == 200
     body = api.get(f"/api/agents/{agent['id']}").json()
     assert body["name"] == "Partial"
     assert body["system_prompt"] == "Be brief."
@@ -45,7 +46,7 @@ def test_put_and_patch_change_only_the_fields_sent(api, llm):
     assert body["model"] == "openai/other"
 
 
-def test_unknown_fields_are_refused_by_name(api, llm):
+def test_unknown_fields_are_rejected_by_name(api, llm):
     agent = create_agent(api, llm, "Strict")
 
     created = api.post("/api/agents", json={"name": "X", "colour": "red", "size": 3})
@@ -59,7 +60,7 @@ def test_unknown_fields_are_refused_by_name(api, llm):
     assert api.get("/api/agents").json()["total"] == 1
 
 
-def test_delete_of_an_agent_a_team_uses_is_refused_and_deletes_nothing(api, llm):
+def test_delete_agent_in_use_is_rejected(api, llm):
     team = create_team(api, llm, members=(("Keeper", "Keeps things"),), name="Vault")
     agent_id = team["entities"][0]["agent_id"]
 
@@ -118,7 +119,7 @@ def test_run_stream_emits_the_agent_event_set(api, llm):
     assert frames[-1].data["status"] == "completed"
 
 
-def test_run_stream_reports_a_model_failure_with_error_then_complete(api, llm):
+def test_run_stream_model_failure_ends_with_error(api, llm):
     agent = create_agent(api, llm, "Fragile", settings={"max_retries": 0})
     llm.enqueue(Reply.error(400, "bad request", type_="invalid_request_error"), model="fragile")
 
@@ -154,7 +155,7 @@ def test_unknown_run_is_run_not_found(api):
         assert response.json()["code"] == "run_not_found"
 
 
-def test_events_resume_after_last_event_id_header_and_query(api, llm):
+def test_events_resume_after_last_event_id(api, llm):
     agent = create_agent(api, llm, "Solo")
     frames = run_stream(api, agent["id"])
     run_id = frames[0].data["run_id"]
@@ -193,7 +194,7 @@ def test_cancel_of_a_finished_run_is_run_finished(api, llm):
     assert api.get(f"/api/agents/runs/{run_id}").json()["status"] == "completed"
 
 
-def test_cancel_stops_a_running_run_and_ends_its_stream(api, llm):
+def test_cancel_stops_running_run(api, llm):
     agent = create_agent(api, llm, "Slow")
     llm.enqueue(Reply.delay(30, Reply.text("Too late")), model="slow")
     frames = []
@@ -218,7 +219,7 @@ def test_cancel_stops_a_running_run_and_ends_its_stream(api, llm):
     assert stored["code"] == "cancelled"
 
 
-def test_cancel_of_a_pending_run_ends_it_at_once(api, owner):
+def test_cancel_ends_pending_run_at_once(api, owner):
     from agents.events import encode_event
     from agents.models import Agent, AgentRun, RunEvent
 

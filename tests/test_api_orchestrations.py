@@ -163,7 +163,8 @@ def test_put_and_patch_on_orchestrations_are_partial(api):
     put = api.put(f"/api/orchestrations/{team['id']}", json={"description": "Second"})
     patch = api.patch(f"/api/orchestrations/{team['id']}", json={"name": "Renamed"})
 
-    assert put.status_code == 200 and patch.status_code == 200
+    assert put.status_code == 200
+    assert patch.status_code == 200
     body = api.get(f"/api/orchestrations/{team['id']}").json()
     assert body["name"] == "Renamed"
     assert body["description"] == "Second"
@@ -351,8 +352,10 @@ def test_another_owners_team_runs_are_not_found(api, llm, web):
         runs = stranger.get(f"/api/orchestrations/{team['id']}/runs")
         sessions = stranger.get(f"/api/orchestrations/{team['id']}/sessions")
 
-    assert runs.status_code == 404 and runs.json()["code"] == "orchestration_not_found"
-    assert sessions.status_code == 404 and sessions.json()["code"] == "orchestration_not_found"
+    assert runs.status_code == 404
+    assert runs.json()["code"] == "orchestration_not_found"
+    assert sessions.status_code == 404
+    assert sessions.json()["code"] == "orchestration_not_found"
 
 
 # Sessions
@@ -378,7 +381,7 @@ def test_session_id_continues_the_conversation(api, llm):
     assert contents[-1] == ("user", "What is my name?")
 
 
-def test_a_new_session_starts_without_history(api, llm):
+def test_new_session_has_no_history(api, llm):
     team = create_team(api, llm, members=(("Solo", "Does it all"),))
     stream_run(api, team["id"], "My name is Ada.")
     llm.reset()

@@ -1,5 +1,6 @@
-"""Hostile requests against the live web process: none may answer 5xx, every error is
-the JSON error shape with its code, and none may change the database or queue a run.
+"""Hostile requests against the live web process: none may get a 5xx response,
+every error is the JSON error shape with its code, and none may change the
+database or queue a run.
 
 No worker runs here, so a run that a request wrongly created would stay in the
 database as pending, where the row counts catch it.
@@ -327,7 +328,7 @@ def send(web, world: World, case: Case) -> httpx.Response:
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_hostile_request_is_a_json_error_and_changes_nothing(web, world, case):
+def test_hostile_request_changes_nothing(web, world, case):
     before = snapshot(world)
 
     response = send(web, world, case)
@@ -394,3 +395,15 @@ def test_error_text_with_lone_surrogates_is_valid_json(api):
     assert response.status_code == 400
     body = json.loads(response.content.decode("utf-8"))
     assert body["code"] == "validation_error"
+
+
+def test_chunked_body_under_the_limit_is_read(api):
+    def pieces():
+        yield b'{"name": "Chunked", '
+        yield b'"description": "sent without Content-Length"}'
+
+    response = api.post("/api/agents", content=pieces(), headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "Chunked"
+    assert response.json()["description"] == "sent without Content-Length"

@@ -119,7 +119,7 @@ def test_sse_operations_document_the_event_stream(web):
         assert f"`{event}`" in team_stream, event
 
 
-def test_request_bodies_refuse_unknown_properties(web):
+def test_request_bodies_reject_unknown_properties(web):
     schema = load_schema(web)
     components = schema["components"]["schemas"]
 
@@ -139,7 +139,7 @@ def test_request_bodies_refuse_unknown_properties(web):
 
 
 def generated_schema() -> dict:
-    """The schema as this code generates it, the same document the web process serves."""
+    """Return the schema as this code generates it, the document the web process serves."""
     from drf_spectacular.generators import SchemaGenerator
     from drf_spectacular.renderers import OpenApiJsonRenderer
 
@@ -151,8 +151,8 @@ def test_live_schema_is_the_generated_one(web):
     assert load_schema(web) == generated_schema()
 
 
-# The schema is built at collection time (the live process serves the same
-# document, as the test above checks); the requests go to the live process.
+# The schema is built at collection time, because the fuzzed tests are made from it.
+# The live process serves the same document (checked above) and gets the requests.
 fuzzed = schemathesis.openapi.from_dict(generated_schema()).exclude(path_regex=NOT_FUZZED)
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

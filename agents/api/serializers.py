@@ -109,7 +109,7 @@ class NullIfBlankField(serializers.CharField):
 
 
 class AgentRunResult(serializers.Serializer):
-    """What POST /api/agents/{id}/run answers once the run has ended."""
+    """The response of POST /api/agents/{id}/run once the run has ended."""
 
     run_id = serializers.CharField()
     status = serializers.ChoiceField(choices=RunStatus.choices)

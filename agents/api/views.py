@@ -157,7 +157,7 @@ class AgentViewSet(ApiViewSet):
 
     @extend_schema(
         operation_id="agents_destroy", summary="Delete an agent", parameters=[AGENT_ID],
-        description="Refused with 409 `agent_in_use`, naming the orchestrations, while an "
+        description="Rejected with 409 `agent_in_use`, naming the orchestrations, while an "
                     "orchestration has the agent as an entity; nothing is deleted then.",
         responses={200: AgentDeletedOutput,
                    **errors({404: "agent_not_found", 409: "agent_in_use"})},
@@ -168,9 +168,9 @@ class AgentViewSet(ApiViewSet):
 
     @extend_schema(
         operation_id="agents_run", summary="Run an agent and wait for its answer",
-        description="Answers once the run has ended (at most 10 minutes; a run still going then "
-                    "is reported with its current status). Run submissions are rate limited "
-                    "per API key.",
+        description="Responds once the run has ended. After 10 minutes a run still going is "
+                    "returned with its current status. Run submissions are rate limited per "
+                    "API key.",
         parameters=[AGENT_ID], request=RunMessageInput,
         responses={200: AgentRunResult,
                    **errors({404: "agent_not_found", 429: "rate_limited"}, body=True)},
@@ -190,8 +190,8 @@ class AgentViewSet(ApiViewSet):
 
     @extend_schema(
         operation_id="agents_run_stream", summary="Run an agent, streaming its events",
-        description="Checked before the stream opens, answered as JSON errors: the agent, the "
-                    "body, the rate limit." + AGENT_EVENTS,
+        description="Checked before the stream opens and returned as JSON errors: the agent, "
+                    "the body, the rate limit." + AGENT_EVENTS,
         parameters=[AGENT_ID], request=RunMessageInput,
         responses={**SSE_RESPONSE,
                    **errors({404: "agent_not_found", 429: "rate_limited"}, body=True)},
@@ -222,7 +222,7 @@ def _wait_for_run(run_id: str) -> AgentRun:
 class AgentRunViewSet(ApiViewSet):
     @extend_schema(
         operation_id="agent_runs_retrieve", summary="Get a stored agent run",
-        description="`events` holds every stored event except `content_delta`.",
+        description="`events` contains every stored event except `content_delta`.",
         parameters=[RUN_ID],
         responses={200: AgentRunOutput, **errors({404: "run_not_found"})},
     )

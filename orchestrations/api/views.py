@@ -209,7 +209,7 @@ class OrchestrationViewSet(ApiViewSet):
 
     @extend_schema(
         operation_id="orchestrations_run_stream", summary="Run an orchestration, streaming its events",
-        description="Checked before the stream opens, answered as JSON errors: the orchestration, "
+        description="Checked before the stream opens and returned as JSON errors: the orchestration, "
                     "its entities (400 `no_entities`), the body, the session (404 "
                     "`session_not_found` for another owner's session), the rate limit. "
                     "An `Idempotency-Key` header (at most 200 characters) makes a retried "
@@ -384,8 +384,8 @@ class OrchestrationRunViewSet(ApiViewSet):
 
     @extend_schema(
         operation_id="orchestration_runs_retrieve", summary="Get a stored orchestration run",
-        description="`events` holds every stored event except `content_delta`; `child_runs` "
-                    "holds one row per delegation.",
+        description="`events` contains every stored event except `content_delta`; "
+                    "`child_runs` contains one row per delegation.",
         parameters=[RUN_ID],
         responses={200: OrchestrationRunOutput, **errors({404: "run_not_found"})},
     )
