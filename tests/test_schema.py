@@ -160,7 +160,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @fuzzed.parametrize()
-@settings(max_examples=20, deadline=None, derandomize=True,
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 def test_fuzzed_requests_conform_to_the_schema(case, web, owner, api_key):
     from agents.models import AgentRun
