@@ -12,11 +12,13 @@ missing events are read from the store. The stream ends after `complete`.
 import asyncio
 import json
 import logging
+from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 from django_eventstream.views import Listener, get_listener_manager
 
 from .events import TERMINAL_EVENT, channel_for
@@ -27,6 +29,9 @@ logger = logging.getLogger(__name__)
 # Seconds of silence after which the store is read again, in case a
 # published event was lost (Redis down or restarted).
 STORE_POLL_SECONDS = 2.0
+# A stream of a run that ended this long ago without a `complete` event in the
+# store (its process died between the two writes) is closed anyway.
+END_GRACE = timedelta(seconds=10)
 STORE_BATCH = 500
 
 
@@ -46,16 +51,27 @@ def _read_stored(run_id: str, after_seq: int) -> list[tuple[int, str, str]]:
         connection.close()
 
 
-def _run_finished(model, run_id: str) -> bool:
+def _run_ended_long_ago(model, run_id: str) -> bool:
+    """Return True when the run is gone, or ended over END_GRACE_SECONDS ago.
+
+    A run's row is marked finished just before its closing events are
+    written, so a recently ended run's `complete` may still be on its way.
+    """
     try:
-        status = model.objects.filter(pk=run_id).values_list("status", flat=True).first()
+        row = model.objects.filter(pk=run_id).values_list("status", "completed_at").first()
     finally:
         connection.close()
-    return status is None or status in TERMINAL_STATUSES
+    if row is None:
+        return True
+    status, completed_at = row
+    if status not in TERMINAL_STATUSES:
+        return False
+    return completed_at is None or timezone.now() - completed_at > END_GRACE
+
 
 
 read_stored = sync_to_async(_read_stored, thread_sensitive=False)
-run_finished = sync_to_async(_run_finished, thread_sensitive=False)
+run_ended_long_ago = sync_to_async(_run_ended_long_ago, thread_sensitive=False)
 
 
 def _parse_live(item) -> list[tuple[int, str, str]]:
@@ -107,7 +123,7 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
                     yield b": keepalive\n\n"
                 # A quiet spell: the relay may have lost events, so read the store.
                 read_store = True
-                if await run_finished(model, run_id):
+                if await run_ended_long_ago(model, run_id):
                     stored = await read_stored(run_id, last_seq)
                     if not stored:
                         return
