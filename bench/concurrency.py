@@ -1,0 +1,150 @@
+"""Concurrency: N runs at once on ONE Celery worker process, against the model-bound ideal.
+
+    python bench/concurrency.py [--sizes 50,200,500] [--latencies 2,0.5]
+
+For each N a fresh worker process starts with `--pool threads --concurrency N`
+(every run's task thread hands the run to the process's one run-host event
+loop and waits). The client opens N run/stream requests at once, spread over
+two web processes, and reads every stream to `complete`.
+
+A run is 3 sequential model calls (the coordinator's first turn, the two
+entity calls at once, the coordinator's answer), so with model latency L the
+ideal is N runs every 3 L. Reported:
+- throughput fraction: (N / makespan) / (N / 3 L) = 3 L / makespan, where the
+  makespan runs from the first POST to the last `complete` frame;
+- whether every stream is complete (ids 1..n, ends with `complete`, status
+  completed, no `error` event);
+- worker RSS per concurrent run: (peak RSS during the burst - idle RSS after
+  warm-up) / N.
+Target: at N = 200 and L = 2 s, at least 90 % of the ideal.
+"""
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+common.use_project_python()
+common.setup_paths()
+
+SEQUENTIAL_CALLS = 3
+
+
+async def burst(urls: list[str], headers, count: int, timeout: float):
+    """Start `count` streams at once, alternating over `urls`; return (results, makespan)."""
+    async with common.client_session() as session:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(
+            common.stream_run(session, urls[index % len(urls)], headers(index), f"Question {index}",
+                              timeout=timeout)
+            for index in range(count)))
+    finished = max((r.completed_at for r in results if r.completed_at), default=time.perf_counter())
+    return results, finished - started
+
+
+async def scenario(stack, worker, urls, count: int, latency: float, profile: bool) -> dict:
+    import contextlib
+
+    idle = common.rss_kib(worker.process.pid)
+    cpu_before = common.cpu_seconds(worker.process.pid)
+    spy = (common.PySpy({"worker": worker.process.pid}, f"concurrency-{count}-{latency}")
+           if profile else contextlib.nullcontext())
+    with common.PeakRss({"worker": worker.process.pid}) as peak, \
+            stack.connection_counter() as connections, spy:
+        results, makespan = await burst(urls, stack.headers, count,
+                                        timeout=60 + 20 * SEQUENTIAL_CALLS * latency)
+    worker_cpu = common.cpu_seconds(worker.process.pid) - cpu_before
+    durations = [r.completed_at - r.posted_at for r in results if r.completed_at]
+    failed = [(index, r.problems()) for index, r in enumerate(results) if r.problems()]
+    ideal = SEQUENTIAL_CALLS * latency
+    return {
+        "runs": count, "latency_s": latency, "makespan_s": round(makespan, 3),
+        "ideal_makespan_s": ideal, "throughput_fraction": round(ideal / makespan, 4),
+        "run_duration_p50_s": round(common.percentile(durations, 50), 3) if durations else None,
+        "run_duration_p95_s": round(common.percentile(durations, 95), 3) if durations else None,
+        "complete_streams": count - len(failed), "failed": failed[:5],
+        "worker_idle_rss_kib": idle, "worker_peak_rss_kib": peak.peak["worker"],
+        "worker_kib_per_run": round((peak.peak["worker"] - idle) / count, 1),
+        "peak_db_connections": connections.peak,
+        "worker_cpu_s": round(worker_cpu, 2),
+        "worker_cpu_ms_per_run": round(worker_cpu / count * 1000, 1),
+        "worker_cpu_utilisation": round(worker_cpu / makespan, 2),
+        "phase_medians_s": common.phase_medians(results),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="50,200,500")
+    parser.add_argument("--latencies", default="2,0.5")
+    parser.add_argument("--profile", action="store_true",
+                        help="record the worker with py-spy during each burst")
+    args = parser.parse_args()
+    sizes = [int(value) for value in args.sizes.split(",")]
+    latencies = [float(value) for value in args.latencies.split(",")]
+
+    servers = [common.ScriptedServer(latency=latency) for latency in latencies]
+    rows = []
+    try:
+        for server in servers:
+            server.start()
+        with common.Stack("concurrency") as stack:
+            webs = stack.start_webs(2)
+            teams = {server.latency: stack.create_team(webs[0].url, server.base_url,
+                                                       name=f"Team {server.latency}")
+                     for server in servers}
+            for count in sizes:
+                (worker,) = stack.start_workers(1, concurrency=count)
+                warm = [f"{web.url}/api/orchestrations/{teams[latencies[-1]]}/run/stream"
+                        for web in webs]
+                warm_results, _ = asyncio.run(burst(warm, stack.headers, 4, timeout=60))
+                if any(r.problems() for r in warm_results):
+                    raise RuntimeError(f"warm-up failed: {warm_results[0].problems()}")
+                time.sleep(1)
+                for latency in latencies:
+                    urls = [f"{web.url}/api/orchestrations/{teams[latency]}/run/stream"
+                            for web in webs]
+                    row = asyncio.run(scenario(stack, worker, urls, count, latency, args.profile))
+                    rows.append(row)
+                    print(f"N={count} L={latency}s: {row['throughput_fraction']:.0%} of ideal, "
+                          f"{row['complete_streams']}/{count} complete, "
+                          f"{row['worker_kib_per_run']} KiB/run, "
+                          f"{row['peak_db_connections']} database connections at peak, "
+                          f"worker CPU {row['worker_cpu_ms_per_run']} ms/run "
+                          f"({row['worker_cpu_utilisation']:.0%} of a core); "
+                          f"phase medians {row['phase_medians_s']}", flush=True)
+                stack.stop(worker)
+            errors = stack.error_lines()
+    finally:
+        for server in servers:
+            server.stop()
+
+    table = [(row["runs"], row["latency_s"], f"{row['makespan_s']:.2f}",
+              f"{row['ideal_makespan_s']:.1f}", f"{row['throughput_fraction']:.0%}",
+              f"{row['run_duration_p50_s']}", f"{row['complete_streams']}/{row['runs']}",
+              f"{row['worker_kib_per_run']:.0f}", row["peak_db_connections"]) for row in rows]
+    print("\nConcurrency: N runs at once on one worker process (threads pool, concurrency N), "
+          "2 web processes")
+    common.print_table(table, ("N", "latency s", "makespan s", "ideal s", "of ideal",
+                               "run p50 s", "complete", "worker KiB/run", "DB conns"))
+    target = next((row for row in rows if row["runs"] == 200 and row["latency_s"] == 2.0), None)
+    summary = {"service_error_lines": len(errors)}
+    if target:
+        summary.update(target_fraction=0.9, fraction_at_200_2s=target["throughput_fraction"],
+                       met=target["throughput_fraction"] >= 0.9)
+        print(f"\nN=200, L=2 s: {target['throughput_fraction']:.0%} of the model-bound ideal "
+              f"(target >= 90 %: {'met' if summary['met'] else 'missed'})")
+    if errors:
+        print(f"{len(errors)} error lines in the service logs, first: {errors[0]}")
+    path = common.write_result("concurrency", {"rows": rows, "summary": summary,
+                                               "error_lines": errors[:20]})
+    print(f"results: {path.relative_to(common.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
