@@ -101,6 +101,9 @@ class AgentRun(RunFields, HostedRunFields):
             models.Index(fields=["status", "heartbeat_at"]),
         ]
 
+    def __str__(self):
+        return f"{self.id} ({self.agent_name}, {self.status})"
+
     def save(self, *args, **kwargs):
         if not self.id:
             self.id = new_run_id("agent_run")

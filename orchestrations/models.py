@@ -89,6 +89,9 @@ class OrchestrationRun(RunFields, HostedRunFields):
             ),
         ]
 
+    def __str__(self):
+        return f"{self.id} ({self.orchestration_name or 'deleted team'}, {self.status})"
+
     def save(self, *args, **kwargs):
         if not self.id:
             self.id = new_run_id("orch_run")
@@ -109,6 +112,9 @@ class ChildRun(RunFields):
 
     class Meta:
         ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.id} ({self.agent_name}, {self.status})"
 
     def save(self, *args, **kwargs):
         if not self.id:
