@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "corsheaders",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_eventstream",
     "accounts",
     "agents",
@@ -166,6 +167,14 @@ if REDIS_URL:
 # ignores the database number, so our channel names carry this prefix.
 POWABASE_EVENT_CHANNEL_PREFIX = env_str("POWABASE_EVENT_CHANNEL_PREFIX", "powabase")
 
+# The cache backs the per-key rate limit, so with Redis every web process
+# counts against the same limit; embedded, one process keeps it in memory.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL, "KEY_PREFIX": POWABASE_EVENT_CHANNEL_PREFIX}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 POWABASE_DEFAULT_MODEL = env_str("POWABASE_DEFAULT_MODEL", "openai/gpt-4o-mini")
 # Seconds without an event after which a stream sends a keepalive comment.
 POWABASE_KEEPALIVE_SECONDS = env_int("POWABASE_KEEPALIVE_SECONDS", 15, minimum=1)
@@ -202,7 +211,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["powabase.api.SafeJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "powabase.api.JsonOnlyNegotiation",
     "EXCEPTION_HANDLER": "powabase.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -214,6 +223,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agents, teams of agents, and their streamed runs.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's scripts come from the drf-spectacular-sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
