@@ -90,7 +90,10 @@ class EventRecorder:
     """Numbers a run's events, stores them in batches, and publishes them.
 
     Owned by the one process that hosts the run, so sequence numbers are
-    assigned in memory without a database round trip per event.
+    assigned in memory without a database round trip per event. `emit` does
+    not wait for the database: writes run in the background, one batch at a
+    time in sequence order (asyncio.Lock is first-in, first-out), and
+    `flush` waits until everything emitted so far is stored and published.
     """
 
     def __init__(self, run_id: str, first_seq: int, run_db):
@@ -100,30 +103,53 @@ class EventRecorder:
         self._pending: list[tuple[int, str, str]] = []
         self._lock = asyncio.Lock()
         self._flush_handle: asyncio.TimerHandle | None = None
-        self._flush_task: asyncio.Task | None = None
+        self._writers: set[asyncio.Task] = set()
+        self._failure: BaseException | None = None
 
     async def emit(self, event: str, fields: dict) -> int:
+        if self._failure is not None:
+            raise self._failure
         self.seq += 1
         self._pending.append((self.seq, event, encode_event(event, self.run_id, self.seq, fields)))
         if event != "content_delta" or len(self._pending) >= DELTA_FLUSH_MAX_EVENTS:
-            await self.flush()
+            self._write_soon()
         elif self._flush_handle is None:
             loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(DELTA_FLUSH_SECONDS, self._flush_soon)
+            self._flush_handle = loop.call_later(DELTA_FLUSH_SECONDS, self._write_soon)
         return self.seq
 
-    def _flush_soon(self) -> None:
-        self._flush_handle = None
-        self._flush_task = asyncio.ensure_future(self.flush())
-
-    async def flush(self) -> None:
+    def _write_soon(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        # A task of its own, so a cancelled run still stores every event it has
+        # numbered and the stream never has a gap.
+        task = asyncio.ensure_future(self._write_pending())
+        self._writers.add(task)
+        task.add_done_callback(self._writers.discard)
+
+    async def _write_pending(self) -> None:
+        try:
+            await self._write_locked()
+        except Exception as exc:  # the next emit or flush raises it in the run
+            logger.warning("storing events of run %s failed (%s)", self.run_id,
+                           exc.__class__.__name__)
+            self._failure = exc
+
+    async def _write_locked(self) -> None:
         async with self._lock:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            # Shielded: a cancelled run still stores the events it has numbered,
-            # so the stream never has a gap.
-            await asyncio.shield(self._run_db(store_and_publish, self.run_id, batch))
+            await self._run_db(store_and_publish, self.run_id, batch)
+
+    async def flush(self) -> None:
+        """Wait until every event emitted so far is stored and published."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        await self._write_locked()
+        if self._writers:
+            await asyncio.gather(*list(self._writers))
+        if self._failure is not None:
+            raise self._failure

@@ -158,6 +158,9 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
 
 
 def sse_response(model, run_id: str, after_seq: int = 0) -> StreamingHttpResponse:
+    # The view's database connection would otherwise stay checked out of the
+    # pool until the stream ends, so 20 open streams would exhaust the pool.
+    connection.close()
     response = StreamingHttpResponse(
         stream_run_events(model, run_id, after_seq),
         content_type="text/event-stream; charset=utf-8",
