@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import litellm  # noqa: E402
 
+from . import openai_compat  # noqa: E402
 from .errors import ModelError  # noqa: E402
 from .usage import Usage  # noqa: E402
 
@@ -139,8 +140,15 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return delay + random.uniform(0, delay / 2)
 
 
+# Models that litellm's cost map does not price: looking one up raises, which
+# is slow, so each is tried once per process.
+_unpriced_models: set[str] = set()
+
+
 def call_cost(model: str, usage: Usage) -> float | None:
     """Return the call's cost in USD from litellm's local cost map, or None if unpriced."""
+    if model in _unpriced_models:
+        return None
     for candidate in (model, model.split("/", 1)[-1]):
         try:
             prompt_cost, completion_cost = litellm.cost_per_token(
@@ -151,6 +159,7 @@ def call_cost(model: str, usage: Usage) -> float | None:
         except Exception:  # litellm raises several types for an unknown model
             continue
         return float(prompt_cost) + float(completion_cost)
+    _unpriced_models.add(model)
     return None
 
 
@@ -173,9 +182,54 @@ def _usage_from(raw, model: str) -> Usage:
     return usage
 
 
+async def _stream_direct(model: str, messages: list[dict], tools: list[dict] | None,
+                         tool_choice, params: ModelParams,
+                         on_delta: DeltaCallback | None) -> ChatResult:
+    body: dict = {"model": model.split("/", 1)[1], "messages": messages, "stream": True,
+                  "stream_options": {"include_usage": True}}
+    if tools:
+        body["tools"] = tools
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+    for name in ("temperature", "max_tokens", "reasoning_effort"):
+        value = getattr(params, name)
+        if value is not None:
+            body[name] = value
+
+    async def ignore_delta(text: str) -> None:
+        pass
+
+    content, calls, finish_reason, raw_usage = await openai_compat.stream_chat(
+        model=model, body=body, api_base=params.api_base or "", timeout=params.timeout_seconds,
+        on_delta=on_delta or ignore_delta,
+    )
+    tool_calls = [ToolCall(id=c["id"] or f"call_{index}", name=c["name"], arguments=c["arguments"])
+                  for index, c in enumerate(calls) if c["name"]]
+    if tool_calls and finish_reason == "stop":
+        finish_reason = "tool_calls"
+    usage = Usage(calls=1, cost_usd=None)
+    if raw_usage:
+        prompt = int(raw_usage.get("prompt_tokens") or 0)
+        completion = int(raw_usage.get("completion_tokens") or 0)
+        usage = Usage(
+            prompt_tokens=prompt, completion_tokens=completion,
+            reasoning_tokens=int((raw_usage.get("completion_tokens_details") or {})
+                                 .get("reasoning_tokens") or 0),
+            cached_tokens=int((raw_usage.get("prompt_tokens_details") or {})
+                              .get("cached_tokens") or 0),
+            total_tokens=int(raw_usage.get("total_tokens") or prompt + completion), calls=1,
+        )
+        usage.cost_usd = call_cost(model, usage)
+    return ChatResult(content=content, tool_calls=tool_calls, finish_reason=finish_reason,
+                      usage=usage, model=model)
+
+
 async def _stream_once(model: str, messages: list[dict], tools: list[dict] | None,
                        tool_choice, params: ModelParams,
                        on_delta: DeltaCallback | None) -> ChatResult:
+    if openai_compat.direct_transport_enabled(model, params.api_base):
+        return await _stream_direct(model, messages, tools, tool_choice, params, on_delta)
+
     kwargs = {
         "model": model,
         "messages": messages,

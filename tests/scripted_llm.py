@@ -491,6 +491,8 @@ class ScriptedLLM:
         self._shared_queue: collections.deque[Reply] = collections.deque()
         self._model_queues: dict[str, collections.deque[Reply]] = {}
         self._requests: list[dict] = []
+        # The User-Agent of every request, in arrival order, to tell clients apart.
+        self._user_agents: list[str] = []
         self._request_count = 0
         self._call_ids = itertools.count(1)
         self._handler_errors: list[BaseException] = []
@@ -631,6 +633,7 @@ class ScriptedLLM:
             self._shared_queue.clear()
             self._model_queues.clear()
             self._requests.clear()
+            self._user_agents.clear()
             self._request_count = 0
             self._call_ids = itertools.count(1)
             self._handler_errors.clear()
@@ -642,6 +645,12 @@ class ScriptedLLM:
         """Copy of the received chat completion request bodies, in arrival order."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def user_agents(self) -> list[str]:
+        """The User-Agent header of every request so far (a copy)."""
+        with self._lock:
+            return list(self._user_agents)
 
     @property
     def request_count(self) -> int:
@@ -695,6 +704,8 @@ class ScriptedLLM:
                 status=400,
             )
 
+        with self._lock:
+            self._user_agents.append(request.headers.get("User-Agent", ""))
         reply, handler = self._record_and_pick(body)
         if reply is None:
             try:

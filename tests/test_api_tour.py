@@ -83,6 +83,9 @@ def test_page_examples_in_order(api, llm):
     run_id = frames[0].data["run_id"]
     assert run_id.startswith("orch_run_")
 
+    # litellm's client (the OpenAI SDK under it) made every model call.
+    assert all(agent.startswith("AsyncOpenAI/Python") for agent in llm.user_agents)
+
     # Get the run
     run = api.get(f"/api/orchestrations/runs/{run_id}")
     assert run.status_code == 200
