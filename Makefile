@@ -46,6 +46,10 @@ test: install
 	SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false SECURE_SSL_REDIRECT=false \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks (about 15 minutes; results in bench/results/, summary printed).
+bench: install
+	bench/run_all.sh
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
