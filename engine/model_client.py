@@ -100,8 +100,15 @@ def _classify(exc: BaseException, model: str) -> ModelError:
     if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)):
         return ModelError(f"The provider rejected the credentials for the {where} (HTTP {status}).",
                           code="llm_auth_failed")
+    if isinstance(exc, litellm.APIConnectionError) or (
+        isinstance(exc, litellm.InternalServerError) and "connection error" in str(exc).lower()
+    ):
+        # litellm 1.110.2 reports a refused or reset connection as an
+        # InternalServerError whose message says "Connection error".
+        return ModelError(f"The connection to the {where} failed.", code="llm_unavailable",
+                          retryable=True)
     if isinstance(exc, (litellm.InternalServerError, litellm.ServiceUnavailableError,
-                        litellm.BadGatewayError, litellm.APIConnectionError)):
+                        litellm.BadGatewayError)):
         return ModelError(f"The {where} is unavailable (HTTP {status or 'connection error'}).",
                           code="llm_unavailable", retryable=True)
     if isinstance(exc, (litellm.BadRequestError, litellm.NotFoundError,
