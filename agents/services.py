@@ -3,13 +3,13 @@ import logging
 from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.utils import timezone
 
 from powabase.errors import Conflict
 
+from .cancellation import hosted_run_cancel
 from .dispatch import dispatch_run
-from .events import encode_event, record_event_now
-from .models import Agent, AgentRun, RunEvent, RunStatus
+from .events import encode_event
+from .models import Agent, AgentRun, RunEvent
 
 logger = logging.getLogger(__name__)
 
@@ -70,33 +70,5 @@ def dispatch_agent_run(run_id: str) -> None:
 
 
 def agent_run_cancel(*, run: AgentRun) -> AgentRun:
-    """Ask for the run to stop; a run not yet started is cancelled here and now.
-
-    A running run is stopped by the run host that carries it, which polls for
-    cancel requests and emits the closing events itself.
-    """
-    if run.is_finished:
-        raise Conflict(f"Run {run.id} has already finished ({run.status}).", code="run_finished")
-
-    now = timezone.now()
-    AgentRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True).update(
-        cancel_requested_at=now
-    )
-    # The worker claims only runs without a cancel request, so after the update
-    # above a pending run stays pending until this UPDATE ends it.
-    cancelled_before_start = AgentRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
-        status=RunStatus.CANCELLED, completed_at=now, error="The run was cancelled.",
-        error_code="cancelled",
-    )
-    if cancelled_before_start:
-        record_event_now(run.id, "error", {"error": "The run was cancelled.", "code": "cancelled"})
-        record_event_now(run.id, "complete", {
-            "run_id": run.id, "session_id": run.session_id or None, "content": "",
-            "status": "cancelled", "steps": 0, "usage": None, "error": "The run was cancelled.",
-            "code": "cancelled", "stop_reason": None,
-        })
-        logger.info("agent run %s cancelled before it started", run.id)
-    else:
-        logger.info("agent run %s: cancellation requested", run.id)
-    run.refresh_from_db()
-    return run
+    """Ask for the agent run to stop; see agents.cancellation.hosted_run_cancel."""
+    return hosted_run_cancel(run=run)

@@ -7,9 +7,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents.cancellation import hosted_run_cancel
 from agents.dispatch import dispatch_run
-from agents.events import encode_event, record_event_now
-from agents.models import RunEvent, RunStatus
+from agents.events import encode_event
+from agents.models import RunEvent
 from powabase.errors import Conflict, NotFound, ValidationFailed
 
 from .models import Entity, Orchestration, OrchestrationRun
@@ -162,30 +163,8 @@ def dispatch_orchestration_run(run_id: str) -> None:
 
 
 def run_cancel(*, run: OrchestrationRun) -> OrchestrationRun:
-    """Ask for the run to stop; a run not yet started is cancelled here and now."""
-    if run.is_finished:
-        raise Conflict(f"Run {run.id} has already finished ({run.status}).", code="run_finished")
-
-    now = timezone.now()
-    OrchestrationRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True).update(
-        cancel_requested_at=now
-    )
-    cancelled_before_start = OrchestrationRun.objects.filter(
-        pk=run.pk, status=RunStatus.PENDING
-    ).update(status=RunStatus.CANCELLED, completed_at=now, error="The run was cancelled.",
-             error_code="cancelled")
-    if cancelled_before_start:
-        record_event_now(run.id, "error", {"error": "The run was cancelled.", "code": "cancelled"})
-        record_event_now(run.id, "complete", {
-            "run_id": run.id, "session_id": run.session_id, "content": "", "status": "cancelled",
-            "steps": 0, "usage": None, "error": "The run was cancelled.", "code": "cancelled",
-            "stop_reason": None,
-        })
-        logger.info("run %s cancelled before it started", run.id)
-    else:
-        logger.info("run %s: cancellation requested", run.id)
-    run.refresh_from_db()
-    return run
+    """Ask for the team run to stop; see agents.cancellation.hosted_run_cancel."""
+    return hosted_run_cancel(run=run)
 
 
 def orchestration_create(*, owner, name: str, description: str = "", strategy: str = "supervisor",
