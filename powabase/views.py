@@ -26,7 +26,13 @@ def bad_request(request, exception=None):
 
 
 def healthz(request):
-    return JsonResponse({"status": "ok"})
+    """Liveness, with the number of event streams this process has open."""
+    from django_eventstream.views import get_listener_manager
+
+    manager = get_listener_manager()
+    with manager.lock:
+        open_streams = sum(len(listeners) for listeners in manager.listeners_by_channel.values())
+    return JsonResponse({"status": "ok", "open_streams": open_streams})
 
 
 class ApiAutoSchema(AutoSchema):

@@ -281,3 +281,25 @@ def test_revoked_key_is_rejected(api, owner, header):
     assert rejected.status_code == 401
     assert rejected.json()["code"] == "invalid_api_key"
 
+
+
+
+
+def test_disconnect_releases_listener(api, llm):
+    team = create_team(api, llm)
+    llm.enqueue(Reply.delay(5.0, Reply.text("late")), model="coord")
+    with api.stream("POST", f"/api/orchestrations/{team['id']}/run/stream",
+                    json={"message": "Leave early"}) as response:
+        # Keep the iterator referenced: dropping it would close the connection.
+        frames = iter_frames(response.iter_lines())
+        first = next(frames)
+        assert first.event == "start"
+        assert api.get("/healthz").json()["open_streams"] == 1
+        response.close()
+
+    released = _wait_for(lambda: api.get("/healthz").json()["open_streams"] == 0, timeout=5)
+    run = _wait_for(lambda: (r := _run(api, first.data["run_id"]))["status"] == "completed" and r,
+                    timeout=30)
+
+    assert released
+    assert run["status"] == "completed"
