@@ -173,8 +173,14 @@ class Coordinator:
         await self.hooks.emit("step_started", {"step": step, "agent": None})
 
         async def plan(entity: EntitySpec) -> ToolCall:
+            # Naming the member and its role makes each planned task fit that
+            # member; with the shared history alone a small model writes the
+            # same task for everyone.
+            ask = {"role": "user", "content": (
+                f"Write the task for {entity.agent.name} ({entity.role or 'no role given'}): "
+                f"what should {entity.agent.name} do for this request: {self.message}")}
             result = await self.call(
-                self.messages, tools=[delegation_tool(entity)],
+                [*self.messages, ask], tools=[delegation_tool(entity)],
                 tool_choice={"type": "function", "function": {"name": entity.tool_name}},
                 stream_text=False,
             )

@@ -276,3 +276,25 @@ def test_additional_instructions_reach_coordinator(api, llm):
 
     system = llm.requests[0]["messages"][0]["content"]
     assert "Answer in French." in system
+
+
+def test_forced_delegation_names_each_tool(api, llm):
+    team = create_team(api, llm, members=THREE,
+                       orchestrator_config={"delegation_mode": "forced"})
+
+    frames = stream_run(api, team["id"], message="Explain tides")
+
+    coordinator = [r for r in llm.requests if r["model"] == "coord"]
+    planned = sorted(r["tool_choice"]["function"]["name"] for r in coordinator if r.get("tools"))
+    assert planned == ["delegate_to_alpha", "delegate_to_beta", "delegate_to_gamma"]
+    for request in coordinator:
+        if request.get("tools"):
+            assert len(request["tools"]) == 1
+    final = [r for r in coordinator if not r.get("tools")]
+    assert len(final) == 1
+    assert "Explain tides" in _user_text(final[0])
+    assert event_names(frames).count("delegation_started") == 3
+    for name in ("alpha", "beta", "gamma"):
+        entity_request = [r for r in llm.requests if r["model"] == name][0]
+        assert "Explain tides" in _user_text(entity_request)
+    assert frames[-1].data["status"] == "completed"
