@@ -20,4 +20,4 @@ RUN useradd --create-home --uid 10001 powabase && mkdir -p /app/var && chown pow
 USER powabase
 
 EXPOSE 8000
-CMD ["uvicorn", "powabase.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+CMD ["uvicorn", "powabase.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--lifespan", "off"]
