@@ -38,6 +38,34 @@ REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "12"))
 OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
 
 
+# The engine's model transport for OpenAI-compatible models: litellm (the default)
+# or direct (engine/openai_compat.py). The engine reads the variable at call
+# time, and the stack's processes inherit it from os.environ.
+TRANSPORT_VAR = "POWABASE_MODEL_TRANSPORT"
+TRANSPORTS = ("litellm", "direct")
+
+
+def transport() -> str:
+    return os.environ.get(TRANSPORT_VAR) or "litellm"
+
+
+def add_transport_option(parser) -> None:
+    parser.add_argument("--transport", choices=TRANSPORTS, default=transport(),
+                        help=f"model transport of the engine, in this process and in the web and "
+                             f"worker processes it starts (default: ${TRANSPORT_VAR} or litellm)")
+
+
+def apply_transport(args) -> None:
+    """Export the chosen transport, so this process and every process it starts use it."""
+    os.environ[TRANSPORT_VAR] = args.transport
+    print(f"model transport: {args.transport}", flush=True)
+
+
+def results_dir() -> Path:
+    """bench/results/<transport>: the two transports' runs keep their own result files."""
+    return RESULTS / transport()
+
+
 def use_project_python() -> None:
     """Re-run this script with the project's virtualenv Python unless it already runs in it.
 
@@ -226,10 +254,11 @@ def package_versions(*names: str) -> dict:
 
 
 def write_result(name: str, result: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    directory = results_dir()
+    directory.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "machine": machine(), **result}
-    path = RESULTS / f"{name}.json"
+              "machine": machine(), "transport": transport(), **result}
+    path = directory / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return path
 

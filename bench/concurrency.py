@@ -87,7 +87,9 @@ def main() -> None:
     parser.add_argument("--latencies", default="2,0.5")
     parser.add_argument("--profile", action="store_true",
                         help="record the worker with py-spy during each burst")
+    common.add_transport_option(parser)
     args = parser.parse_args()
+    common.apply_transport(args)
     sizes = [int(value) for value in args.sizes.split(",")]
     latencies = [float(value) for value in args.latencies.split(",")]
 

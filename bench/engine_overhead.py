@@ -8,7 +8,9 @@ model calls. The model is the scripted server on 127.0.0.1 with zero latency,
 so what is left is what the engine and its model client cost.
 
 Measured in one invocation against one scripted server:
-- ours: engine.team.run_team called in this process with hooks that do nothing;
+- ours: engine.team.run_team called in this process with hooks that do nothing,
+  once with each model transport (litellm, then direct: POWABASE_MODEL_TRANSPORT,
+  which the engine reads at call time);
 - powabase-agentic 0.6.1 and langgraph-supervisor 0.0.31 through their public
   APIs, each in its own environment under bench/.anchors (bench/setup_anchors.sh);
 - the floor: the same 4 streamed calls made with a pooled httpx client and a
@@ -21,6 +23,7 @@ every thread of the process) and time.perf_counter() (wall) per run.
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -56,7 +59,10 @@ def team_spec(api_base: str):
                     orchestrator_config={"model": "openai/coord", "api_base": api_base})
 
 
-async def measure_ours(api_base: str, runs: int, warmup: int) -> dict:
+async def measure_ours(api_base: str, runs: int, warmup: int, transport: str | None = None) -> dict:
+    """Measure our engine in this process with `transport` (None: the one already chosen)."""
+    transport = transport or common.transport()
+    os.environ[common.TRANSPORT_VAR] = transport
     started = time.perf_counter()
     from engine.hooks import RunHooks
     from engine.team import run_team
@@ -81,7 +87,8 @@ async def measure_ours(api_base: str, runs: int, warmup: int) -> dict:
         wall.append((time.perf_counter() - wall0) * 1000)
     if hooks.events.get("delegation_completed") != 2 or outcome.status != "completed":
         raise RuntimeError(f"our run did not delegate twice and complete: {hooks.events}")
-    return {"engine": "ours (engine.team.run_team)", "runs": runs,
+    return {"engine": f"ours, {transport} transport (engine.team.run_team)", "runs": runs,
+            "transport": transport,
             "cpu_ms_median": common.median(cpu), "wall_ms_median": common.median(wall),
             "cpu_ms": cpu, "wall_ms": wall, "import_seconds": import_seconds,
             "events_per_run": sum(hooks.events.values()),
@@ -172,17 +179,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--skip-anchors", action="store_true")
+    common.add_transport_option(parser)
     args = parser.parse_args()
+    common.apply_transport(args)
 
     with common.ScriptedServer(latency=0.0) as llm:
-        rows = [asyncio.run(measure_ours(llm.base_url, args.runs, args.warmup))]
-        rows.append(asyncio.run(measure_floor(llm.base_url, args.runs, args.warmup)))
+        ours_rows = [asyncio.run(measure_ours(llm.base_url, args.runs, args.warmup, transport))
+                     for transport in common.TRANSPORTS]
+        os.environ[common.TRANSPORT_VAR] = args.transport
+        rows = [*ours_rows, asyncio.run(measure_floor(llm.base_url, args.runs, args.warmup))]
         if not args.skip_anchors:
             for name in ANCHORS:
                 rows.append(measure_anchor(name, llm.base_url, args.runs, args.warmup))
 
-    ours = rows[0]
-    anchors = [row for row in rows[2:] if "cpu_ms_median" in row]
+    # The ratio column and the summary's headline use the transport chosen with --transport.
+    ours = next(row for row in ours_rows if row["transport"] == args.transport)
+    anchors = [row for row in rows[len(ours_rows) + 1:] if "cpu_ms_median" in row]
     faster = min(anchors, key=lambda row: row["cpu_ms_median"]) if anchors else None
     table = []
     for row in rows:
@@ -198,10 +210,15 @@ def main() -> None:
     summary = {}
     if faster is not None:
         ratio = ours["cpu_ms_median"] / faster["cpu_ms_median"]
-        summary = {"faster_anchor": faster["engine"], "cpu_ratio_to_faster_anchor": ratio,
-                   "target_ratio": 0.5, "met": ratio <= 0.5}
-        print(f"\nours / faster anchor ({faster['engine']}) CPU: {ratio:.2f} (target <= 0.50: "
-              f"{'met' if ratio <= 0.5 else 'missed'})")
+        summary = {"faster_anchor": faster["engine"], "transport": args.transport,
+                   "cpu_ratio_to_faster_anchor": ratio, "target_ratio": 0.5, "met": ratio <= 0.5,
+                   "cpu_ratio_by_transport": {
+                       row["transport"]: row["cpu_ms_median"] / faster["cpu_ms_median"]
+                       for row in ours_rows}}
+        for row in ours_rows:
+            each = row["cpu_ms_median"] / faster["cpu_ms_median"]
+            print(f"\nours ({row['transport']}) / faster anchor ({faster['engine']}) CPU: "
+                  f"{each:.2f} (target <= 0.50: {'met' if each <= 0.5 else 'missed'})")
     path = common.write_result("engine_overhead", {"runs": args.runs, "warmup": args.warmup,
                                                    "rows": rows, "summary": summary})
     print(f"results: {path.relative_to(common.ROOT)}")

@@ -77,7 +77,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.2)
+    common.add_transport_option(parser)
     args = parser.parse_args()
+    common.apply_transport(args)
     signal.signal(signal.SIGALRM, _hard_limit)
     signal.alarm(HARD_LIMIT_SECONDS)
 

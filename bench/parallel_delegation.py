@@ -92,7 +92,9 @@ async def in_process(api_base: str, runs: int) -> list[tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    common.add_transport_option(parser)
     args = parser.parse_args()
+    common.apply_transport(args)
 
     with common.ScriptedServer(latency=LATENCY) as llm, common.Stack("parallel") as stack:
         (web,) = stack.start_webs(1)

@@ -100,7 +100,9 @@ async def measure(web, worker, url: str, headers, count: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=200)
+    common.add_transport_option(parser)
     args = parser.parse_args()
+    common.apply_transport(args)
 
     with common.ScriptedServer(latency=LATENCY, chunk_interval=CHUNK_INTERVAL) as llm, \
             common.Stack("relay") as stack:

@@ -60,7 +60,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--profile", action="store_true",
                         help="record the web and worker processes with py-spy during the runs")
+    common.add_transport_option(parser)
     args = parser.parse_args()
+    common.apply_transport(args)
 
     with common.ScriptedServer(latency=0.0) as llm, common.Stack("service") as stack:
         (web,) = stack.start_webs(1)

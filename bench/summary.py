@@ -1,10 +1,12 @@
 """Print the figures of the last benchmark run as one Markdown table.
 
-    python bench/summary.py
+    python bench/summary.py [--transport litellm|direct]
 
-Reads bench/results/*.json, which bench/run_all.sh writes afresh in one go.
+Reads bench/results/<transport>/*.json, which bench/run_all.sh writes afresh in
+one go.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -19,7 +21,7 @@ common.use_project_python()
 
 
 def load(name: str) -> dict | None:
-    path = common.RESULTS / f"{name}.json"
+    path = common.results_dir() / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -28,11 +30,13 @@ def verdict(ok) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_transport_option(parser)
+    os.environ[common.TRANSPORT_VAR] = parser.parse_args().transport
     rows = []
     engine = load("engine_overhead")
     if engine:
         by_name = {row["engine"]: row for row in engine["rows"]}
-        ours = next(row for name, row in by_name.items() if name.startswith("ours"))
         for name, row in by_name.items():
             if "cpu_ms_median" not in row:
                 rows.append((f"engine CPU per run: {name}", "error", "", ""))
@@ -40,12 +44,17 @@ def main() -> None:
             rows.append((f"engine CPU / wall per run: {name}",
                          f"{row['cpu_ms_median']:.1f} / {row['wall_ms_median']:.1f} ms", "", ""))
         summary = engine.get("summary") or {}
-        if summary:
-            ratio = summary["cpu_ratio_to_faster_anchor"]
-            rows.append((f"engine CPU, ours / {summary['faster_anchor']}", f"{ratio:.2f}x",
-                         "<= 0.5x", verdict(ratio <= 0.5)))
         floor = by_name["floor (pooled httpx, 4 calls)"]["cpu_ms_median"]
-        rows.append(("engine CPU, ours / floor", f"{ours['cpu_ms_median'] / floor:.1f}x", "", ""))
+        for name, row in by_name.items():
+            if not name.startswith("ours") or "cpu_ms_median" not in row:
+                continue
+            label = row.get("transport", "litellm")
+            if summary:
+                ratio = summary["cpu_ratio_by_transport"][label]
+                rows.append((f"engine CPU, ours ({label}) / {summary['faster_anchor']}",
+                             f"{ratio:.2f}x", "<= 0.5x", verdict(ratio <= 0.5)))
+            rows.append((f"engine CPU, ours ({label}) / floor",
+                         f"{row['cpu_ms_median'] / floor:.1f}x", "", ""))
     service = load("service_overhead")
     if service:
         s = service["summary"]
@@ -112,7 +121,7 @@ def main() -> None:
         commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True,
             text=True).stdout.strip()
-        print(f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}; Python "
+        print(f"Transport: {common.transport()}. Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}; Python "
               f"{m['python']}; commit {commit or 'unknown'}; load average at the end of the "
               f"first benchmark {', '.join(f'{v:.1f}' for v in m['load_average'])}\n")
     print("| figure | measured | target | |")
