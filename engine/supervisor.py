@@ -86,6 +86,11 @@ class Coordinator:
                             tool_choice=tool_choice,
                             on_delta=self._on_delta if stream_text else None,
                             on_retry=self._on_retry)
+        if result.model != self.model:
+            # The fallback answered after the primary model failed every retry:
+            # later steps of this run go to the fallback first instead of
+            # paying for the same failing retries again.
+            self.model = result.model
         self.state.add_coordinator_usage(result.usage, result.model)
         self.state.check_budgets()
         return result

@@ -239,6 +239,10 @@ def test_fallback_model_after_rate_limits(api, llm):
     assert fallback["to_model"] == "openai/backup"
     assert frames[-1].data["status"] == "completed"
     assert frames[-1].data["content"] == "answer from backup"
+    # The primary is tried (with its retries) only in the first step; the
+    # second step goes straight to the fallback.
+    assert [r["model"] for r in llm.requests].count("coord") == 3
+    assert event_names(frames).count("model_fallback") == 1
 
 
 def test_stalled_endpoint_times_out(api, llm):
