@@ -104,7 +104,7 @@ def _classify(exc: BaseException, model: str) -> ModelError:
         isinstance(exc, litellm.InternalServerError) and "connection error" in str(exc).lower()
     ):
         # litellm 1.110.2 reports a refused or reset connection as an
-        # InternalServerError whose message says "Connection error".
+        # InternalServerError with the message "Connection error".
         return ModelError(f"The connection to the {where} failed.", code="llm_unavailable",
                           retryable=True)
     if isinstance(exc, (litellm.InternalServerError, litellm.ServiceUnavailableError,
@@ -342,8 +342,9 @@ async def chat(*, model: str, messages: list[dict], params: ModelParams,
     """Stream one chat completion, retrying transient errors and then the fallback model.
 
     Raises ModelError when every attempt failed. Deltas of an attempt that
-    failed part-way have already been sent through `on_delta`; the retry event
-    tells the client that the partial text is discarded.
+    failed part-way have already gone out through `on_delta`. The `model_retry`
+    event that follows them marks that text as abandoned, and the final content
+    holds only the successful attempt's text.
     """
     models = [model]
     if params.fallback_model and params.fallback_model != model:

@@ -19,9 +19,9 @@ from .errors import ModelError
 
 # Connections kept open per event loop to each endpoint, spread over
 # POOL_SHARDS clients. httpcore 1.x scans every connection of a pool whenever a
-# request is queued or a response released, so one pool of 1000 costs about
-# 21 ms of CPU per call at 200 calls in flight here (bench/client_burst.py),
-# and 16 pools of 62 cost about 1 ms.
+# request is queued or a response released. With 200 calls in flight, one pool
+# of 1000 cost about 21 ms of CPU per call and 16 pools of 62 about 1 ms
+# (bench/client_burst.py, 2-core machine).
 MAX_CONNECTIONS = 1000
 POOL_SHARDS = 16
 USER_AGENT = "powabase-orchestrations (direct transport)"
