@@ -34,7 +34,7 @@ def _in_db_thread(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     finally:
         # With the connection pool this returns the connection to it, so the
-        # run host holds at most POWABASE_DB_THREADS connections and only
+        # run host uses at most POWABASE_DB_THREADS connections, and only
         # while they work.
         if connection.settings_dict.get("OPTIONS", {}).get("pool"):
             connection.close()
@@ -98,8 +98,8 @@ class RunHost:
         """Run blocking database code `fn` on the host's database threads.
 
         A lost database connection is retried with backoff for up to
-        POWABASE_DB_RETRY_SECONDS, so a run survives a short database outage;
-        after that the error propagates and the run fails.
+        POWABASE_DB_RETRY_SECONDS, so a run survives a short database outage.
+        After that the error propagates and the run fails.
         """
         loop = asyncio.get_running_loop()
         call = functools.partial(_in_db_thread, fn, *args, **kwargs)

@@ -3,10 +3,10 @@
 Live events come through django-eventstream's listener manager (fed by its
 Redis subscription in production, directly in the embedded default). Its
 listener queue keeps at most 10 pending items and flags an overflow when it
-drops one, and it never ends a stream, so this module treats it only as a
-wake-up signal with a payload: every frame is numbered, duplicates are
-skipped, and whenever a gap, an overflow or a quiet spell shows up the
-missing events are read from the store. The stream ends after `complete`.
+drops one, and it never ends a stream. So this module treats it only as a
+wake-up signal with a payload. Every frame is numbered and duplicates are
+skipped. Whenever a gap, an overflow or a quiet spell shows up, the missing
+events are read from the store. The stream ends after `complete`.
 """
 
 import asyncio

@@ -34,9 +34,9 @@ async def burst(base: str, runs: int, client_name: str,
     first_bytes: list[float] = []
 
     if client_name == "httpx":
-        import httpx
-
         import itertools
+
+        import httpx
 
         size = max(1, 1000 // shards)
         clients = [httpx.AsyncClient(timeout=120, limits=httpx.Limits(

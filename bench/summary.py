@@ -121,7 +121,8 @@ def main() -> None:
         commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True,
             text=True).stdout.strip()
-        print(f"Transport: {common.transport()}. Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}; Python "
+        print(f"Transport: {common.transport()}. Machine: {m['cores']} cores, "
+              f"{m['memory_gib']} GiB, {m['cpu']}; Python "
               f"{m['python']}; commit {commit or 'unknown'}; load average at the end of the "
               f"first benchmark {', '.join(f'{v:.1f}' for v in m['load_average'])}\n")
     print("| figure | measured | target | |")

@@ -1,9 +1,9 @@
 """The one place that talks to litellm.
 
-litellm is pinned exactly in pyproject.toml (releases on PyPI were hit by a
-supply-chain attack in 2026-03), so every call to it goes through this module:
-streaming chat with tool calls, retries with backoff, a fallback model, stall
-detection and the mapping of provider errors to our error codes.
+litellm is pinned exactly in pyproject.toml because releases on PyPI were hit
+by a supply-chain attack in 2026-03, so every call to it goes through this
+module. It streams chat with tool calls, retries with backoff, switches to a
+fallback model, detects stalls and maps provider errors to our error codes.
 """
 
 import asyncio

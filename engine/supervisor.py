@@ -87,9 +87,9 @@ class Coordinator:
                             on_delta=self._on_delta if stream_text else None,
                             on_retry=self._on_retry)
         if result.model != self.model:
-            # The fallback answered after the primary model failed every retry:
-            # later steps of this run go to the fallback first instead of
-            # paying for the same failing retries again.
+            # The fallback returned this result after the primary model failed
+            # every retry, so later steps of this run call the fallback first
+            # instead of paying for the same failing retries again.
             self.model = result.model
         self.state.add_coordinator_usage(result.usage, result.model)
         self.state.check_budgets()
@@ -179,8 +179,8 @@ class Coordinator:
 
         async def plan(entity: EntitySpec) -> ToolCall:
             # Naming the member and its role makes each planned task fit that
-            # member; with the shared history alone a small model writes the
-            # same task for everyone.
+            # member. With the shared history alone, a small model writes the
+            # same task for every member.
             ask = {"role": "user", "content": (
                 f"Write the task for {entity.agent.name} ({entity.role or 'no role given'}): "
                 f"what should {entity.agent.name} do for this request: {self.message}")}
@@ -205,7 +205,7 @@ class Coordinator:
             "tool_calls": [_tool_call_message(call) for call in calls],
         })
         # A model that cannot pick tools often writes a vague task ("The sky"),
-        # so each entity also sees the user's request.
+        # so each entity also receives the user's request.
         await self._run_tool_calls(step, calls, context=f"The user's request: {self.message}")
         await self.hooks.emit("step_completed", {"step": step, "finish_reason": "tool_calls",
                                                  "has_tool_calls": True})

@@ -5,7 +5,7 @@ from agents.models import RunStatus
 
 from .models import ChildRun, Entity, Orchestration, OrchestrationRun
 
-# Earlier exchanges of a session that the coordinator sees, newest kept.
+# Earlier exchanges of a session passed to the coordinator; the newest are kept.
 SESSION_HISTORY_RUNS = 20
 # Characters of a run's message shown in run lists.
 MESSAGE_PREVIEW_CHARS = 200

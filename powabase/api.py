@@ -96,7 +96,7 @@ class SafeJSONParser(JSONParser):
 
 
 class JsonOnlyNegotiation(BaseContentNegotiation):
-    """Always answer JSON, whatever the Accept header asks for.
+    """Render JSON whatever the Accept header requests.
 
     Streaming views return their own text/event-stream response, so a client
     that sends `Accept: text/event-stream` must not get 406 on the way there.

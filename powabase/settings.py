@@ -181,8 +181,8 @@ POWABASE_KEEPALIVE_SECONDS = env_int("POWABASE_KEEPALIVE_SECONDS", 15, minimum=1
 # Largest accepted request body, in bytes.
 POWABASE_MAX_BODY_BYTES = env_int("POWABASE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = POWABASE_MAX_BODY_BYTES
-# Threads that run database work for the runs hosted by one process; each
-# holds at most one database connection.
+# Threads that run database work for the runs hosted by one process. Each
+# uses at most one database connection at a time.
 POWABASE_DB_THREADS = env_int("POWABASE_DB_THREADS", 8, minimum=1)
 # Seconds a hosted run keeps retrying a lost database connection before it fails.
 POWABASE_DB_RETRY_SECONDS = env_int("POWABASE_DB_RETRY_SECONDS", 30)
