@@ -178,6 +178,8 @@ else:
 POWABASE_DEFAULT_MODEL = env_str("POWABASE_DEFAULT_MODEL", "openai/gpt-4o-mini")
 # Seconds without an event after which a stream sends a keepalive comment.
 POWABASE_KEEPALIVE_SECONDS = env_int("POWABASE_KEEPALIVE_SECONDS", 15, minimum=1)
+# Run submissions allowed per API key, as DRF rates: "120/min", "10/s", "1000/hour".
+POWABASE_RUN_RATE = env_str("POWABASE_RUN_RATE", "120/min")
 # Largest accepted request body, in bytes.
 POWABASE_MAX_BODY_BYTES = env_int("POWABASE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = POWABASE_MAX_BODY_BYTES
