@@ -63,24 +63,26 @@ class HostedExecution:
     async def db(self, fn, *args, **kwargs):
         return await self.host.run_db(fn, *args, **kwargs)
 
-    def _claim(self) -> bool:
+    def _claim(self) -> int | None:
+        """Claim the run; return the seq its first event takes, or None if not claimed."""
         now = timezone.now()
         claimed = self.model.objects.filter(
             pk=self.run_id, status=RunStatus.PENDING, cancel_requested_at__isnull=True
         ).update(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now)
-        if claimed:
-            self.run = self.model.objects.get(pk=self.run_id)
-        return bool(claimed)
+        if not claimed:
+            return None
+        self.run = self.model.objects.get(pk=self.run_id)
+        return next_seq(self.run_id)
 
     async def execute(self) -> str:
         """Run to the end and return the final status ("skipped" if not claimed)."""
-        if not await self.db(self._claim):
+        first_seq = await self.db(self._claim)
+        if first_seq is None:
             logger.info("run %s was already claimed or ended; skipping", self.run_id)
             return "skipped"
 
         logger.info("run %s started", self.run_id)
-        first_seq = await self.db(next_seq, self.run_id)
-        self.recorder = EventRecorder(self.run_id, first_seq, self.host.run_db)
+        self.recorder = EventRecorder(self.run_id, first_seq, self.host.writer)
         hooks = self.make_hooks()
         outcome = None
         status, error, code, stop_reason = RunStatus.COMPLETED, "", "", ""

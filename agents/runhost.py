@@ -47,6 +47,8 @@ class RunHost:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self.db_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # Stores and publishes the events of every hosted run (agents.events).
+        self.writer = None
         # run id -> (model class, asyncio task)
         self.hosted: dict[str, tuple[type, asyncio.Task]] = {}
         # Blocking jobs run on the database threads every interval when runs
@@ -77,6 +79,9 @@ class RunHost:
                 return
             self._pid = os.getpid()
             self.hosted = {}
+            from .events import EventWriter
+
+            self.writer = EventWriter(self.run_db)
             self.db_executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=settings.POWABASE_DB_THREADS, thread_name_prefix="powabase-db"
             )

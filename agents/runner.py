@@ -1,5 +1,7 @@
 """Carrying out a standalone agent run."""
 
+import functools
+
 from django.utils import timezone
 
 from engine.agent import model_params, run_agent
@@ -27,10 +29,11 @@ class AgentExecution(HostedExecution):
         content = outcome.content if outcome is not None else ""
         usage = outcome.usage if outcome is not None else Usage()
         steps = outcome.steps if outcome is not None else 0
-        await self.recorder.flush()
-        await self.db(self._store, status=status, content=content, steps=steps, usage=usage,
-                      error=error, code=code, stop_reason=stop_reason,
-                      model=outcome.model if outcome is not None else self.run.model)
+        # Stored with the closing events, which are published after it commits.
+        self.recorder.write(functools.partial(
+            self._store, status=status, content=content, steps=steps, usage=usage, error=error,
+            code=code, stop_reason=stop_reason,
+            model=outcome.model if outcome is not None else self.run.model))
         await self.emit_terminal(status=status, content=content, steps=steps, usage=usage,
                                  error=error, code=code, stop_reason=stop_reason)
 

@@ -5,8 +5,9 @@ Redis subscription in production, directly in the embedded default). Its
 listener queue keeps at most 10 pending items and flags an overflow when it
 drops one, and it never ends a stream. So this module treats it only as a
 wake-up signal with a payload. Every frame is numbered and duplicates are
-skipped. Whenever a gap, an overflow or a quiet spell shows up, the missing
-events are read from the store. The stream ends after `complete`.
+skipped. Whenever a gap, an overflow or a new Redis subscription (after a
+lost one) shows up, the missing events are read from the store, and after a
+long quiet spell too. The stream ends after `complete`.
 """
 
 import asyncio
@@ -27,8 +28,11 @@ from .models import TERMINAL_STATUSES, RunEvent
 logger = logging.getLogger(__name__)
 
 # Seconds of silence after which the store is read again, in case a
-# published event was lost (Redis down or restarted).
-STORE_POLL_SECONDS = 2.0
+# published event was lost without a sign (a worker's publish failed while
+# this process stayed subscribed).
+STORE_POLL_SECONDS = 10.0
+# How often a quiet stream checks whether the relay resubscribed to Redis.
+RELAY_CHECK_SECONDS = 1.0
 # A stream of a run that ended this long ago without a `complete` event in the
 # store (its process died between the two writes) is closed anyway.
 END_GRACE = timedelta(seconds=10)
@@ -98,11 +102,15 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
     keepalive = settings.POWABASE_KEEPALIVE_SECONDS
     last_seq = after_seq
     quiet = 0.0
+    since_store = 0.0
+    subscriptions = _subscriptions(manager)
     try:
         read_store = True
         while True:
             if read_store:
                 read_store = False
+                since_store = 0.0
+                subscriptions = _subscriptions(manager)
                 while True:
                     stored = await read_stored(run_id, last_seq)
                     for seq, event, data in stored:
@@ -113,20 +121,26 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
                     if len(stored) < STORE_BATCH:
                         break
 
-            wait = min(STORE_POLL_SECONDS, keepalive - quiet) if keepalive > quiet else 0
+            wait = max(min(RELAY_CHECK_SECONDS, STORE_POLL_SECONDS - since_store,
+                           keepalive - quiet), 0.01)
             try:
-                await asyncio.wait_for(listener.aevent.wait(), timeout=max(wait, 0.01))
+                await asyncio.wait_for(listener.aevent.wait(), timeout=wait)
             except TimeoutError:
-                quiet += max(wait, 0.01)
+                quiet += wait
+                since_store += wait
                 if quiet >= keepalive:
                     quiet = 0.0
                     yield b": keepalive\n\n"
-                # A quiet spell: the relay may have lost events, so read the store.
-                read_store = True
-                if await run_ended_long_ago(model, run_id):
-                    stored = await read_stored(run_id, last_seq)
-                    if not stored:
-                        return
+                if _subscriptions(manager) != subscriptions:
+                    # Resubscribed after losing Redis: events published
+                    # meanwhile reached nobody, but they are in the store.
+                    read_store = True
+                elif since_store >= STORE_POLL_SECONDS:
+                    read_store = True
+                    if await run_ended_long_ago(model, run_id):
+                        stored = await read_stored(run_id, last_seq)
+                        if not stored:
+                            return
                 continue
 
             quiet = 0.0
@@ -155,6 +169,12 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
                 read_store = True
     finally:
         manager.remove_listener(listener)
+
+
+def _subscriptions(manager) -> int:
+    # Only the Redis relay (agents.relay) counts subscriptions; the embedded
+    # default delivers in-process and loses nothing silently.
+    return getattr(manager, "subscriptions", 0)
 
 
 def sse_response(model, run_id: str, after_seq: int = 0) -> StreamingHttpResponse:

@@ -1,5 +1,6 @@
 """Carrying out an orchestration run: snapshot to engine specs, child runs, outcome."""
 
+import functools
 import logging
 
 from django.utils import timezone
@@ -45,21 +46,25 @@ def team_spec_from_snapshot(snapshot: dict) -> TeamSpec:
 
 
 class TeamHooks(RecordingHooks):
+    """Child-run rows are written with the run's events, in order, without waiting."""
+
     async def child_started(self, *, child_id: str, entity, task: str, call_id: str) -> None:
-        await self.execution.db(ChildRun.objects.create,
-                                id=child_id, parent_id=self.execution.run_id,
-                                agent_id=entity.agent.id, agent_name=entity.agent.name,
-                                entity_id=entity.entity_id, task=task, message=task,
-                                call_id=call_id or "", model=entity.model,
-                                status=RunStatus.RUNNING, started_at=timezone.now())
+        row = ChildRun(id=child_id, parent_id=self.execution.run_id,
+                       agent_id=entity.agent.id, agent_name=entity.agent.name,
+                       entity_id=entity.entity_id, task=task, message=task,
+                       call_id=call_id or "", model=entity.model,
+                       status=RunStatus.RUNNING, started_at=timezone.now())
+        # ignore_conflicts: a write retried after a lost connection stays one row.
+        self.execution.recorder.write(
+            functools.partial(ChildRun.objects.bulk_create, [row], ignore_conflicts=True))
 
     async def child_finished(self, *, child_id: str, result: AgentResult) -> None:
-        await self.execution.db(
+        self.execution.recorder.write(functools.partial(
             ChildRun.objects.filter(pk=child_id).update,
             status=result.status, content=result.content, steps=result.steps,
             usage=result.usage.as_dict(), model=result.model, error=result.error,
             error_code=result.error_code, completed_at=timezone.now(),
-        )
+        ))
 
 
 class OrchestrationExecution(HostedExecution):
@@ -86,10 +91,13 @@ class OrchestrationExecution(HostedExecution):
         breakdown = state.breakdown() if state is not None else {}
         model = (outcome.model if outcome is not None else "") or self.run.model
 
-        await self.recorder.flush()
-        await self.db(self._store, status=status, content=content, steps=steps, usage=usage,
-                      error=error, code=code, stop_reason=stop_reason, partial=partial,
-                      breakdown=breakdown, model=model)
+        # Stored in the same transaction as the closing events, which are
+        # published only after it commits: a client that reads the run after
+        # `complete` finds the outcome.
+        self.recorder.write(functools.partial(
+            self._store, status=status, content=content, steps=steps, usage=usage, error=error,
+            code=code, stop_reason=stop_reason, partial=partial, breakdown=breakdown,
+            model=model))
         await self.recorder.emit("orchestration_completed", {
             "status": status, "steps": steps, "usage": usage.as_dict(),
             **({"partial": True} if partial else {}),
