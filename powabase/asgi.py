@@ -6,7 +6,9 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "powabase.settings")
 
-application = get_asgi_application()
+from powabase.admission import AdmissionLimit  # noqa: E402  (needs the settings module set)
+
+application = AdmissionLimit(get_asgi_application(), settings.POWABASE_REQUEST_CONCURRENCY)
 
 
 def _load_engine() -> None:

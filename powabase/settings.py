@@ -186,6 +186,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = POWABASE_MAX_BODY_BYTES
 # Threads that run database work for the runs hosted by one process. Each
 # uses at most one database connection at a time.
 POWABASE_DB_THREADS = env_int("POWABASE_DB_THREADS", 8, minimum=1)
+# Requests a web process runs at once until their response starts; more wait
+# in arrival order (powabase.admission). 0 turns the limit off.
+POWABASE_REQUEST_CONCURRENCY = env_int("POWABASE_REQUEST_CONCURRENCY", 8, minimum=0)
 # Seconds a hosted run keeps retrying a lost database connection before it fails.
 POWABASE_DB_RETRY_SECONDS = env_int("POWABASE_DB_RETRY_SECONDS", 30)
 
