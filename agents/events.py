@@ -64,11 +64,11 @@ def store_and_publish(run_id: str, batch: list[tuple[int, str, str]]) -> None:
         [RunEvent(run_id=run_id, seq=seq, event=event, data=data) for seq, event, data in batch],
         ignore_conflicts=True,
     )
-    publish_many([(run_id, [data for _seq, _event, data in batch])])
+    publish_many([(run_id, batch)])
 
 
-def publish_many(items: list[tuple[str, list[str]]]) -> None:
-    """Publish (run id, event lines) pairs to the streams of every web process.
+def publish_many(items: list[tuple[str, list[tuple[int, str, str]]]]) -> None:
+    """Publish (run id, [(seq, event, data), ...]) pairs to the streams of every web process.
 
     With Redis, the pairs travel in as few messages as possible on
     django-eventstream's channel, in a format our relay reads (agents.relay).
@@ -83,15 +83,15 @@ def publish_many(items: list[tuple[str, list[str]]]) -> None:
     global _last_publish_error_log
     if eventstream.redis_client is None:
         manager = get_listener_manager()
-        for run_id, lines in items:
+        for run_id, rows in items:
             channel = channel_for(run_id)
-            manager.add_to_queues(channel, Event(channel, "frames", "\n".join(lines)))
+            manager.add_to_queues(channel, Event(channel, "frames", rows))
         return
     try:
         pipe = eventstream.redis_client.pipeline(transaction=False)
         for start in range(0, len(items), RELAY_MESSAGE_RUNS):
-            batch = [[channel_for(run_id), "\n".join(lines)]
-                     for run_id, lines in items[start:start + RELAY_MESSAGE_RUNS]]
+            batch = [[channel_for(run_id), rows]
+                     for run_id, rows in items[start:start + RELAY_MESSAGE_RUNS]]
             pipe.publish(RELAY_CHANNEL, json.dumps({"batch": batch}, separators=(",", ":")))
         pipe.execute()
     except Exception as exc:  # redis-py raises several connection errors; the store has the events
@@ -134,8 +134,7 @@ def _store_writes(writes: dict[str, _RunWrites]) -> None:
         for queued in writes.values():
             for call in queued.calls:
                 call()
-    publish_many([(run_id, [row[2] for row in queued.rows])
-                  for run_id, queued in writes.items() if queued.rows])
+    publish_many([(run_id, queued.rows) for run_id, queued in writes.items() if queued.rows])
 
 
 class EventWriter:

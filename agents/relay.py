@@ -1,7 +1,8 @@
 """The web processes' side of the event relay through Redis.
 
 Workers publish events in batches (agents.events.publish_many): one message
-carries the new events of many runs. BatchRedisListener reads such messages
+carries the new events of many runs, each as [seq, event, data], so a stream
+need not parse the data to order it. BatchRedisListener reads such messages
 as well as django-eventstream's own one-channel messages.
 
 django-eventstream 5.3.4 subscribes each web process to Redis once, on the

@@ -79,6 +79,12 @@ run_ended_long_ago = sync_to_async(_run_ended_long_ago, thread_sensitive=False)
 
 
 def _parse_live(item) -> list[tuple[int, str, str]]:
+    if isinstance(item.data, list):  # [[seq, event, data], ...] from agents.events
+        try:
+            return [(int(seq), str(event), str(data)) for seq, event, data in item.data]
+        except (ValueError, TypeError):
+            logger.warning("skipping a malformed relayed batch")
+            return []
     frames = []
     for line in str(item.data).split("\n"):
         if not line:
@@ -91,8 +97,16 @@ def _parse_live(item) -> list[tuple[int, str, str]]:
     return frames
 
 
-async def stream_run_events(model, run_id: str, after_seq: int = 0):
-    """Yield SSE frames of run `run_id` with seq > `after_seq`, ending after `complete`."""
+async def stream_run_events(model, run_id: str, after_seq: int = 0,
+                            first_events: list[tuple[int, str, str]] | None = None):
+    """Yield SSE frames of run `run_id` with seq > `after_seq`, ending after `complete`.
+
+    `first_events` are the run's stored events from seq 1 on, when the caller
+    has just written them. The stream sends them without reading the store.
+    It reads the store later only if a live event shows a gap, or if no live
+    event has come by the first quiet check, because the worker may have
+    published before this stream listened.
+    """
     listener = Listener()
     listener.channels = {channel_for(run_id)}
     listener.user_id = "api"
@@ -106,6 +120,12 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
     subscriptions = _subscriptions(manager)
     try:
         read_store = True
+        live_seen = True
+        if first_events:
+            read_store = False
+            live_seen = False
+            last_seq = first_events[-1][0]
+            yield b"".join(_frame(seq, event, data) for seq, event, data in first_events)
         while True:
             if read_store:
                 read_store = False
@@ -113,11 +133,17 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
                 subscriptions = _subscriptions(manager)
                 while True:
                     stored = await read_stored(run_id, last_seq)
+                    chunk, ended = [], False
                     for seq, event, data in stored:
                         last_seq = seq
-                        yield _frame(seq, event, data)
+                        chunk.append(_frame(seq, event, data))
                         if event == TERMINAL_EVENT:
-                            return
+                            ended = True
+                            break
+                    if chunk:
+                        yield b"".join(chunk)
+                    if ended:
+                        return
                     if len(stored) < STORE_BATCH:
                         break
 
@@ -131,9 +157,10 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
                 if quiet >= keepalive:
                     quiet = 0.0
                     yield b": keepalive\n\n"
-                if _subscriptions(manager) != subscriptions:
-                    # Resubscribed after losing Redis: events published
-                    # meanwhile reached nobody, but they are in the store.
+                if not live_seen or _subscriptions(manager) != subscriptions:
+                    # Events published before this stream listened, or while
+                    # the relay was resubscribing, were not delivered here.
+                    live_seen = True
                     read_store = True
                 elif since_store >= STORE_POLL_SECONDS:
                     read_store = True
@@ -144,6 +171,7 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
                 continue
 
             quiet = 0.0
+            live_seen = True
             with manager.lock:
                 items = listener.channel_items
                 overflow = listener.overflow
@@ -155,6 +183,8 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
             for channel_items in items.values():
                 for item in channel_items:
                     frames.extend(_parse_live(item))
+            # The frames of one wake-up go out in one write.
+            chunk, ended = [], False
             for seq, event, data in sorted(frames):
                 if seq <= last_seq:
                     continue
@@ -162,9 +192,14 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
                     read_store = True
                     break
                 last_seq = seq
-                yield _frame(seq, event, data)
+                chunk.append(_frame(seq, event, data))
                 if event == TERMINAL_EVENT:
-                    return
+                    ended = True
+                    break
+            if chunk:
+                yield b"".join(chunk)
+            if ended:
+                return
             if overflow:
                 read_store = True
     finally:
@@ -172,17 +207,18 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0):
 
 
 def _subscriptions(manager) -> int:
-    # Only the Redis relay (agents.relay) counts subscriptions; the embedded
-    # default delivers in-process and loses nothing silently.
+    # Only the Redis relay (agents.relay) counts subscriptions. The embedded
+    # default delivers in-process, where a dropped event sets the overflow flag.
     return getattr(manager, "subscriptions", 0)
 
 
-def sse_response(model, run_id: str, after_seq: int = 0) -> StreamingHttpResponse:
+def sse_response(model, run_id: str, after_seq: int = 0,
+                 first_events: list[tuple[int, str, str]] | None = None) -> StreamingHttpResponse:
     # The view's database connection would otherwise stay checked out of the
     # pool until the stream ends, so 20 open streams would exhaust the pool.
     connection.close()
     response = StreamingHttpResponse(
-        stream_run_events(model, run_id, after_seq),
+        stream_run_events(model, run_id, after_seq, first_events),
         content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-cache"

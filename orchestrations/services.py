@@ -23,8 +23,16 @@ def new_session_id() -> str:
 
 
 def team_snapshot(orchestration: Orchestration) -> dict:
-    """Return the team's config as the run will use it, frozen at submission."""
-    entities = list(orchestration.entities.select_related("agent").order_by("position", "created_at"))
+    """Return the team's config as the run will use it, frozen at submission.
+
+    Uses the entities prefetched with their agents (selectors.orchestration_get)
+    when they are there, so submitting a run through the API does not read
+    them twice.
+    """
+    prefetched = getattr(orchestration, "_prefetched_objects_cache", {}).get("entities")
+    if prefetched is None:
+        prefetched = orchestration.entities.select_related("agent")
+    entities = sorted(prefetched, key=lambda entity: (entity.position, entity.created_at))
     return {
         "orchestration": {
             "id": str(orchestration.id),
@@ -88,6 +96,9 @@ def run_submit(*, owner, orchestration: Orchestration, message: str, session_id:
                idempotency_key: str = "") -> tuple[OrchestrationRun, bool]:
     """Create a run and queue it after commit; return (run, created).
 
+    A created run carries its stored first event as `run.start_event`, a
+    (seq, event, data) tuple, so its stream can begin without reading it back.
+
     With an idempotency key already used for the same request, return that
     run instead of starting a second paid one.
     """
@@ -99,13 +110,13 @@ def run_submit(*, owner, orchestration: Orchestration, message: str, session_id:
         if existing is not None:
             return existing, False
 
-    if not orchestration.entities.exists():
+    snapshot = team_snapshot(orchestration)
+    if not snapshot["entities"]:
         raise ValidationFailed("The orchestration has no entity agents; add at least one entity "
                                "agent before running.", code="no_entities")
     if session_id:
         _check_session(owner, session_id)
 
-    snapshot = team_snapshot(orchestration)
     try:
         with transaction.atomic():
             run = OrchestrationRun.objects.create(
@@ -116,6 +127,7 @@ def run_submit(*, owner, orchestration: Orchestration, message: str, session_id:
             )
             data = encode_event("start", run.id, 1, {"run_id": run.id, "session_id": run.session_id})
             RunEvent.objects.create(run_id=run.id, seq=1, event="start", data=data)
+            run.start_event = (1, "start", data)
             transaction.on_commit(lambda: dispatch_orchestration_run(run.id))
     except IntegrityError:
         if not idempotency_key:

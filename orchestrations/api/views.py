@@ -231,13 +231,14 @@ class OrchestrationViewSet(ApiViewSet):
         if len(key) > 200:
             raise ValidationFailed("The Idempotency-Key header must be at most 200 characters.",
                                    fields={"Idempotency-Key": ["must be at most 200 characters."]})
-        run, _created = services.run_submit(
+        run, created = services.run_submit(
             owner=request.user, orchestration=orchestration,
             message=data.validated_data["message"],
             session_id=data.validated_data.get("session_id"), idempotency_key=key,
         )
 
-        return sse_response(OrchestrationRun, run.id)
+        return sse_response(OrchestrationRun, run.id,
+                            first_events=[run.start_event] if created else None)
 
     @extend_schema(
         operation_id="orchestrations_runs", summary="List an orchestration's runs",
