@@ -72,7 +72,11 @@ class HostedExecution:
         if not claimed:
             return None
         self.run = self.model.objects.get(pk=self.run_id)
+        self.load()
         return next_seq(self.run_id)
+
+    def load(self) -> None:
+        """Read what the run needs besides its row; runs in the claim's database call."""
 
     async def execute(self) -> str:
         """Run to the end and return the final status ("skipped" if not claimed)."""

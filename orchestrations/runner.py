@@ -73,14 +73,17 @@ class OrchestrationExecution(HostedExecution):
     def make_hooks(self):
         return TeamHooks(self)
 
-    async def perform(self, hooks):
+    history: list = []
+
+    def load(self) -> None:
         run = self.run
-        team = team_spec_from_snapshot(run.config_snapshot)
-        history = []
         if run.session_id:
-            history = await self.db(session_history, owner_id=run.owner_id,
-                                    session_id=run.session_id, before=run.created_at)
-        return await run_team(team, run.message, hooks, history=history)
+            self.history = session_history(owner_id=run.owner_id, session_id=run.session_id,
+                                           before=run.created_at)
+
+    async def perform(self, hooks):
+        team = team_spec_from_snapshot(self.run.config_snapshot)
+        return await run_team(team, self.run.message, hooks, history=self.history)
 
     async def finish(self, hooks, outcome, status, error, code, stop_reason):
         state = hooks.final_state
