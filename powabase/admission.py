@@ -30,9 +30,9 @@ class AdmissionLimit:
         holding = True
 
         def release() -> None:
-            nonlocal held
-            if held:
-                held = False
+            nonlocal holding
+            if holding:
+                holding = False
                 slots.release()
 
         async def send_and_release(message):
