@@ -4,8 +4,8 @@
                                  [--shards 1]
 
 N tasks each make 3 streamed calls one after another through ONE pooled
-client (httpx.AsyncClient with 1000 connections, as engine/openai_compat.py
-builds it, or an aiohttp session without a connection limit). With
+client (httpx.AsyncClient with 1000 connections, or an aiohttp session
+without a connection limit, close to what engine/openai_compat.py builds). With
 --shards K the httpx calls take K clients in turn, each with 1000 / K
 connections. Reports the
 throughput fraction 3 L / makespan, the client's CPU time and the time to the

@@ -4,30 +4,27 @@ litellm spends about 15 ms of CPU per streamed call on this machine (its
 response wrappers, success logging and cost bookkeeping, measured with
 cProfile), which bounds how many runs one worker process can carry. With
 POWABASE_MODEL_TRANSPORT=direct, calls to `openai/...` models that name an
-`api_base` go through one pooled httpx client per event loop instead; every
+`api_base` go through one pooled aiohttp session per event loop instead; every
 other model still goes through litellm. Errors map to the same codes.
 """
 
 import asyncio
-import itertools
+import atexit
 import json
 import os
 
-import httpx
+import aiohttp
 
 from .errors import ModelError
 
-# Connections kept open per event loop to each endpoint, spread over
-# POOL_SHARDS clients. httpcore 1.x scans every connection of a pool whenever a
-# request is queued or a response released. With 200 calls in flight, one pool
-# of 1000 cost about 21 ms of CPU per call and 16 pools of 62 about 1 ms
-# (bench/client_burst.py, 2-core machine).
+# Connections kept open per event loop, over all endpoints. With 200 calls in
+# flight, aiohttp spent about 0.2 ms of CPU per call and httpx 0.29 about 1 ms
+# even with its pool split 16 ways (bench/client_burst.py, 2-core machine).
 MAX_CONNECTIONS = 1000
-POOL_SHARDS = 16
 USER_AGENT = "powabase-orchestrations (direct transport)"
 
-_clients: dict[int, list[httpx.AsyncClient]] = {}
-_turn = itertools.count()
+# Event loop id -> (loop, its pooled session).
+_sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
 
 
 def direct_transport_enabled(model: str, api_base: str | None) -> bool:
@@ -38,19 +35,41 @@ def direct_transport_enabled(model: str, api_base: str | None) -> bool:
     )
 
 
-def _client() -> httpx.AsyncClient:
-    """Return the next of this event loop's pooled clients, in turn."""
+def _session() -> aiohttp.ClientSession:
+    """Return this event loop's pooled session."""
     loop = asyncio.get_running_loop()
-    shards = _clients.get(id(loop))
-    if shards is None or shards[0].is_closed:
-        size = MAX_CONNECTIONS // POOL_SHARDS
-        shards = [
-            httpx.AsyncClient(limits=httpx.Limits(max_connections=size,
-                                                  max_keepalive_connections=size))
-            for _ in range(POOL_SHARDS)
-        ]
-        _clients[id(loop)] = shards
-    return shards[next(_turn) % POOL_SHARDS]
+    _loop, session = _sessions.get(id(loop), (None, None))
+    if session is None or session.closed:
+        # trust_env=False: no proxy or netrc from the environment, so calls go
+        # to the api_base the operator configured and nowhere else.
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0),
+            trust_env=False, headers={"User-Agent": USER_AGENT},
+            # Room for a long SSE line (a large tool call in one chunk).
+            read_bufsize=1 << 20,
+        )
+        _sessions[id(loop)] = (loop, session)
+    return session
+
+
+@atexit.register
+def close_sessions() -> None:
+    """Close the pooled sessions, so none is reported unclosed when the process exits."""
+    for loop, session in list(_sessions.values()):
+        if session.closed:
+            continue
+        if loop.is_running():
+            # The run host's loop, in a thread that is still alive.
+            try:
+                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=2)
+            except Exception:  # exiting anyway: a slow or failed close changes nothing
+                pass
+        else:
+            # A finished loop (asyncio.run): its connections are gone with it.
+            if session.connector is not None:
+                session.connector.close()
+            session.detach()
+    _sessions.clear()
 
 
 def _error_for_status(status: int, body: bytes, model: str, retry_after: str | None) -> ModelError:
@@ -84,20 +103,22 @@ async def stream_chat(*, model: str, body: dict, api_base: str, timeout: float, 
     """
     url = api_base.rstrip("/") + "/chat/completions"
     key = os.environ.get("OPENAI_API_KEY") or "not-needed"
-    headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream",
-               "User-Agent": USER_AGENT}
+    headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
     content: list[str] = []
     calls: dict[int, dict] = {}
     finish_reason = "stop"
     usage = None
     try:
-        async with _client().stream("POST", url, json=body, headers=headers,
-                                    timeout=httpx.Timeout(timeout)) as response:
-            if response.status_code >= 400:
-                raw = await response.aread()
-                raise _error_for_status(response.status_code, raw, model,
+        async with _session().post(
+            url, json=body, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+        ) as response:
+            if response.status >= 400:
+                raw = await response.content.read(4096)
+                raise _error_for_status(response.status, raw, model,
                                         response.headers.get("retry-after"))
-            async for line in response.aiter_lines():
+            async for raw_line in response.content:
+                line = raw_line.decode("utf-8").strip()
                 if not line.startswith("data:"):
                     continue
                 payload = line[5:].strip()
@@ -124,9 +145,9 @@ async def stream_chat(*, model: str, body: dict, api_base: str, timeout: float, 
                             entry["arguments"] += function["arguments"]
                     if choice.get("finish_reason"):
                         finish_reason = choice["finish_reason"]
-    except httpx.TimeoutException:
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         raise ModelError(f"The model {model} timed out.", code="llm_timeout", retryable=True) from None
-    except httpx.TransportError:
+    except aiohttp.ClientError:
         raise ModelError(f"The connection to the model {model} failed.", code="llm_unavailable",
                          retryable=True) from None
     except (ValueError, KeyError, TypeError, AttributeError):

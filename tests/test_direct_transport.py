@@ -84,3 +84,20 @@ def test_direct_stall_times_out(direct_api, llm):
     error = [f.data for f in frames if f.event == "error"][0]
     assert error["code"] == "llm_timeout"
     assert elapsed < 2 + 2
+
+
+def test_direct_refused_connection(direct_api, llm):
+    import socket
+
+    # A port on 127.0.0.1 that was free a moment ago and has no listener now.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    team = create_team(direct_api, llm, orchestrator_config={
+        "api_base": f"http://127.0.0.1:{closed_port}/v1"}, settings={"max_retries": 0})
+
+    frames = stream_run(direct_api, team["id"])
+
+    error = [f.data for f in frames if f.event == "error"][0]
+    assert error["code"] == "llm_unavailable"
+    assert frames[-1].data["status"] == "failed"
