@@ -154,6 +154,7 @@ class EventWriter:
         self._queued: dict[str, _RunWrites] = {}
         self._queued_rows = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False
         self._writing: asyncio.Task | None = None
 
     def add_event(self, run_id: str, row: tuple[int, str, str], *, urgent: bool) -> asyncio.Future:
@@ -181,14 +182,19 @@ class EventWriter:
         return queued
 
     def _schedule(self, now: bool) -> None:
-        if self._writing is not None:
+        if self._writing is not None or self._soon:
             return  # the current write starts the next one when it ends
+        loop = asyncio.get_running_loop()
         if now:
-            self._start()
+            # call_soon rather than at once: events emitted back to back in
+            # this turn of the loop (a run's closing events) join the write.
+            self._soon = True
+            loop.call_soon(self._start)
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(DELTA_FLUSH_SECONDS, self._start)
+            self._timer = loop.call_later(DELTA_FLUSH_SECONDS, self._start)
 
     def _start(self) -> None:
+        self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

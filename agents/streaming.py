@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 STORE_POLL_SECONDS = 10.0
 # How often a quiet stream checks whether the relay resubscribed to Redis.
 RELAY_CHECK_SECONDS = 1.0
+# How long a new run's stream waits for its first live event before it reads
+# the store, in case the worker published before the stream listened.
+FIRST_LIVE_SECONDS = 0.1
 # A stream of a run that ended this long ago without a `complete` event in the
 # store (its process died between the two writes) is closed anyway.
 END_GRACE = timedelta(seconds=10)
@@ -104,7 +107,7 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0,
     `first_events` are the run's stored events from seq 1 on, when the caller
     has just written them. The stream sends them without reading the store.
     It reads the store later only if a live event shows a gap, or if no live
-    event has come by the first quiet check, because the worker may have
+    event has come within FIRST_LIVE_SECONDS, because the worker may have
     published before this stream listened.
     """
     listener = Listener()
@@ -147,8 +150,8 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0,
                     if len(stored) < STORE_BATCH:
                         break
 
-            wait = max(min(RELAY_CHECK_SECONDS, STORE_POLL_SECONDS - since_store,
-                           keepalive - quiet), 0.01)
+            wait = max(min(RELAY_CHECK_SECONDS if live_seen else FIRST_LIVE_SECONDS,
+                           STORE_POLL_SECONDS - since_store, keepalive - quiet), 0.01)
             try:
                 await asyncio.wait_for(listener.aevent.wait(), timeout=wait)
             except TimeoutError:

@@ -42,8 +42,12 @@ async def burst_engine(api_base: str, runs: int) -> tuple[float, float, int]:
     outcomes = await asyncio.gather(*(run_team(team_spec(api_base), MESSAGE, QuietHooks())
                                       for _ in range(runs)))
     makespan = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    from engine.openai_compat import close_session
+
+    await close_session()
     completed = sum(outcome.status == "completed" for outcome in outcomes)
-    return makespan, time.process_time() - cpu0, completed
+    return makespan, cpu, completed
 
 
 def main() -> None:

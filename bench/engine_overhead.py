@@ -85,6 +85,9 @@ async def measure_ours(api_base: str, runs: int, warmup: int, transport: str | N
         outcome = await run_team(team_spec(api_base), MESSAGE, hooks)
         cpu.append((time.process_time() - cpu0) * 1000)
         wall.append((time.perf_counter() - wall0) * 1000)
+    from engine.openai_compat import close_session
+
+    await close_session()
     if hooks.events.get("delegation_completed") != 2 or outcome.status != "completed":
         raise RuntimeError(f"our run did not delegate twice and complete: {hooks.events}")
     return {"engine": f"ours, {transport} transport (engine.team.run_team)", "runs": runs,
@@ -92,7 +95,7 @@ async def measure_ours(api_base: str, runs: int, warmup: int, transport: str | N
             "cpu_ms_median": common.median(cpu), "wall_ms_median": common.median(wall),
             "cpu_ms": cpu, "wall_ms": wall, "import_seconds": import_seconds,
             "events_per_run": sum(hooks.events.values()),
-            **common.package_versions("litellm", "openai", "httpx")}
+            **common.package_versions("litellm", "openai", "httpx", "aiohttp")}
 
 
 async def measure_floor(api_base: str, runs: int, warmup: int) -> dict:

@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import json
 import os
+import weakref
 
 import aiohttp
 
@@ -23,8 +24,9 @@ from .errors import ModelError
 MAX_CONNECTIONS = 1000
 USER_AGENT = "powabase-orchestrations (direct transport)"
 
-# Event loop id -> (loop, its pooled session).
-_sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+# Event loop -> its pooled session. Weak keys: a new loop may reuse a dead one's id.
+_sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession]" = (
+    weakref.WeakKeyDictionary())
 
 
 def direct_transport_enabled(model: str, api_base: str | None) -> bool:
@@ -38,7 +40,7 @@ def direct_transport_enabled(model: str, api_base: str | None) -> bool:
 def _session() -> aiohttp.ClientSession:
     """Return this event loop's pooled session."""
     loop = asyncio.get_running_loop()
-    _loop, session = _sessions.get(id(loop), (None, None))
+    session = _sessions.get(loop)
     if session is None or session.closed:
         # trust_env=False: no proxy or netrc from the environment, so calls go
         # to the api_base the operator configured and nowhere else.
@@ -48,28 +50,27 @@ def _session() -> aiohttp.ClientSession:
             # Room for a long SSE line (a large tool call in one chunk).
             read_bufsize=1 << 20,
         )
-        _sessions[id(loop)] = (loop, session)
+        _sessions[loop] = session
     return session
 
 
+async def close_session() -> None:
+    """Close the running loop's pooled session; call it before the loop ends (asyncio.run)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
+
+
 @atexit.register
-def close_sessions() -> None:
-    """Close the pooled sessions, so none is reported unclosed when the process exits."""
-    for loop, session in list(_sessions.values()):
-        if session.closed:
+def _close_sessions_at_exit() -> None:
+    """Close the sessions of loops still running (the run host's), so none is reported unclosed."""
+    for loop, session in list(_sessions.items()):
+        if session.closed or not loop.is_running():
             continue
-        if loop.is_running():
-            # The run host's loop, in a thread that is still alive.
-            try:
-                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=2)
-            except Exception:  # exiting anyway: a slow or failed close changes nothing
-                pass
-        else:
-            # A finished loop (asyncio.run): its connections are gone with it.
-            if session.connector is not None:
-                session.connector.close()
-            session.detach()
-    _sessions.clear()
+        try:
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=2)
+        except Exception:  # exiting anyway: a slow or failed close changes nothing
+            pass
 
 
 def _error_for_status(status: int, body: bytes, model: str, retry_after: str | None) -> ModelError:
