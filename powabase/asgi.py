@@ -6,9 +6,10 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "powabase.settings")
 
-from powabase.admission import AdmissionLimit  # noqa: E402  (needs the settings module set)
+from powabase.admission import AdmissionLimit, ReleaseStreamThreads  # noqa: E402
 
-application = AdmissionLimit(get_asgi_application(), settings.POWABASE_REQUEST_CONCURRENCY)
+application = AdmissionLimit(ReleaseStreamThreads(get_asgi_application()),
+                             settings.POWABASE_REQUEST_CONCURRENCY)
 
 
 def _load_engine() -> None:
