@@ -1,10 +1,13 @@
-"""Limit how many requests a web process handles at once, in arrival order.
+"""ASGI middleware for the web processes under bursts and many open streams.
+
+AdmissionLimit limits how many requests a web process handles at once, in
+arrival order. ReleaseStreamThreads frees a stream's request thread.
 
 Django runs each request's synchronous code (middleware, DRF views, ORM) in a
 thread of its own. Under a burst of hundreds of requests those threads all
 share one interpreter lock and a bounded database pool, so every request
-slows down and the first finishes about as late as the last. This ASGI
-middleware lets POWABASE_REQUEST_CONCURRENCY requests at a time run until
+slows down and the first finishes about as late as the last. AdmissionLimit
+lets POWABASE_REQUEST_CONCURRENCY requests at a time run until
 their response starts, and queues the rest first come, first served. A
 streamed response (SSE) stops counting once its headers are sent, so open
 streams never hold a place.
@@ -54,8 +57,8 @@ class ReleaseStreamThreads:
     SSE response runs for minutes on the event loop and needs no thread, yet
     every open stream would keep one idle thread with its memory. When the
     headers of a `text/event-stream` response go out, this shuts the thread
-    down; synchronous code that runs later for the request (Django's
-    request_finished handlers) gets a new thread from asgiref.
+    down. Synchronous code that runs later for the request, such as Django's
+    request_finished handlers, gets a new thread from asgiref.
     """
 
     def __init__(self, app):
@@ -83,7 +86,7 @@ def _is_event_stream(message) -> bool:
 
 def _shut_down_request_thread() -> None:
     # asgiref keeps the executor of each ThreadSensitiveContext in these two
-    # class attributes (asgiref 3.8 to 3.13). Without them nothing happens.
+    # class attributes (read in asgiref 3.13). Without them nothing happens.
     from asgiref.sync import SyncToAsync
 
     context = SyncToAsync.thread_sensitive_context.get(None)
