@@ -1,9 +1,11 @@
 import logging
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from .api import error_body
 
@@ -32,15 +34,34 @@ class ApiErrorMiddleware:
     having no body at all.
     """
 
+    # Both, so under ASGI the whole middleware chain stays async and a request
+    # hops to a thread once, for its view, rather than at every sync layer.
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
         if _is_api(request):
             too_large = self._reject_large_body(request)
             if too_large is not None:
                 return too_large
         return self.get_response(request)
+
+    async def __acall__(self, request):
+        if _is_api(request):
+            # The body is already buffered by Django's ASGI handler, so
+            # reading a chunked one here does not block on the network.
+            too_large = self._reject_large_body(request)
+            if too_large is not None:
+                return too_large
+        return await self.get_response(request)
 
     def _reject_large_body(self, request):
         limit = settings.POWABASE_MAX_BODY_BYTES
@@ -88,3 +109,30 @@ class ApiErrorMiddleware:
             return _too_large(None, settings.POWABASE_MAX_BODY_BYTES)
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return JsonResponse(error_body("Internal server error.", "internal_error"), status=500)
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise's static file serving, as async middleware.
+
+    WhiteNoiseMiddleware 6.x is sync only. Under ASGI that put two extra
+    thread hops into every request (async to sync to async). This keeps its
+    file lookup and responses and only changes how the next layer is called.
+    """
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response):
+        super().__init__(get_response)
+        markcoroutinefunction(self)
+
+    async def __call__(self, request):
+        if self.autorefresh:
+            # Development only: looks the file up on disk, so off the event loop.
+            static_file = await sync_to_async(self.find_file, thread_sensitive=False)(
+                request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is not None:
+            return await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
+        return await self.get_response(request)

@@ -9,6 +9,7 @@ import datetime
 import re
 import secrets
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -539,3 +540,17 @@ def test_events_reject_non_staff_session(web):
 
     assert response.status_code == 401
     assert response.json()["code"] == "authentication_required"
+
+
+def test_static_files_served_by_web_process(web):
+    with httpx.Client(base_url=web.url, trust_env=False, timeout=10) as client:
+        found = client.get("/static/staff/staff.css")
+        admin_css = client.get("/static/admin/css/base.css")
+        missing = client.get("/static/staff/no-such-file.css")
+
+    assert found.status_code == 200
+    assert found.headers["content-type"].startswith("text/css")
+    assert found.content == (Path(__file__).resolve().parent.parent
+                             / "static" / "staff" / "staff.css").read_bytes()
+    assert admin_css.status_code == 200
+    assert missing.status_code == 404
