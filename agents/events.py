@@ -260,6 +260,11 @@ class EventRecorder:
         self._last: asyncio.Future | None = None
         self._failure: BaseException | None = None
 
+    @property
+    def failed(self) -> bool:
+        """True once a write of this run's events or calls has failed."""
+        return self._failure is not None
+
     def _check(self) -> None:
         if self._failure is not None:
             raise self._failure

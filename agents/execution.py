@@ -16,11 +16,13 @@ from engine.errors import EngineError, ModelError, StopRun
 from engine.hooks import RunHooks
 from engine.usage import Usage
 
-from .events import EventRecorder, next_seq
+from .events import EventRecorder, next_seq, record_event_now
 from .models import RunStatus
 from .runhost import run_host
 
 logger = logging.getLogger(__name__)
+
+WRITE_FAILED_MESSAGE = "Internal error while storing the run's events."
 
 
 class RecordingHooks(RunHooks):
@@ -112,9 +114,32 @@ class HostedExecution:
             await self.finish(hooks, outcome, status, error, code, stop_reason)
         except Exception:
             logger.exception("run %s: storing the outcome failed", self.run_id)
-            raise
+            if not self.recorder.failed:
+                raise
+            # The writes of this run's events failed (the database rejected
+            # one), so end the run with events written one at a time instead.
+            # NOTE: no test reaches this path since model text is cleaned of
+            # NUL (db_text), the one rejection found so far.
+            await self.db(self._end_after_failed_write)
+            return RunStatus.FAILED
         logger.info("run %s %s%s", self.run_id, status, f" ({code})" if code else "")
         return status
+
+    def _end_after_failed_write(self) -> None:
+        ended = self.model.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED, error=WRITE_FAILED_MESSAGE, error_code="internal_error",
+            completed_at=timezone.now(),
+        )
+        if not ended:
+            return
+        record_event_now(self.run_id, "error", {"error": WRITE_FAILED_MESSAGE,
+                                                "code": "internal_error"})
+        record_event_now(self.run_id, "complete", {
+            "run_id": self.run_id, "session_id": getattr(self.run, "session_id", "") or None,
+            "content": "", "status": RunStatus.FAILED, "steps": 0, "usage": None,
+            "error": WRITE_FAILED_MESSAGE, "code": "internal_error", "stop_reason": None,
+        })
+        logger.warning("run %s failed because storing its events failed", self.run_id)
 
     def make_hooks(self) -> RunHooks:
         return RecordingHooks(self)

@@ -131,3 +131,12 @@ class RunEvent(models.Model):
 
     def __str__(self):
         return f"{self.run_id}#{self.seq} {self.event}"
+
+
+def db_text(value: str) -> str:
+    """Return `value` with NUL characters replaced, as PostgreSQL text columns reject them.
+
+    Model output is stored as it came and may contain NUL. The events keep
+    it (JSON escapes it), while the run and child-run columns get U+FFFD.
+    """
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value

@@ -8,7 +8,7 @@ from engine.agent import model_params, run_agent
 from engine.specs import AgentSpec
 
 from .execution import HostedExecution, default_model
-from .models import AgentRun, RunStatus
+from .models import AgentRun, RunStatus, db_text
 
 
 class AgentExecution(HostedExecution):
@@ -39,7 +39,8 @@ class AgentExecution(HostedExecution):
 
     def _store(self, *, status, content, steps, usage, error, code, stop_reason, model):
         AgentRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
-            status=status, content=content, steps=steps, usage=usage.as_dict(), error=error,
+            status=status, content=db_text(content), steps=steps, usage=usage.as_dict(),
+            error=db_text(error),
             error_code=code, stop_reason=stop_reason, model=model, completed_at=timezone.now(),
         )
 

@@ -6,7 +6,7 @@ import logging
 from django.utils import timezone
 
 from agents.execution import HostedExecution, RecordingHooks, default_model
-from agents.models import RunStatus
+from agents.models import RunStatus, db_text
 from engine.hooks import AgentResult
 from engine.specs import AgentSpec, EntitySpec, TeamSpec, assign_tool_names
 from engine.team import run_team
@@ -51,7 +51,7 @@ class TeamHooks(RecordingHooks):
     async def child_started(self, *, child_id: str, entity, task: str, call_id: str) -> None:
         row = ChildRun(id=child_id, parent_id=self.execution.run_id,
                        agent_id=entity.agent.id, agent_name=entity.agent.name,
-                       entity_id=entity.entity_id, task=task, message=task,
+                       entity_id=entity.entity_id, task=db_text(task), message=db_text(task),
                        call_id=call_id or "", model=entity.model,
                        status=RunStatus.RUNNING, started_at=timezone.now())
         # ignore_conflicts: a write retried after a lost connection stays one row.
@@ -61,8 +61,8 @@ class TeamHooks(RecordingHooks):
     async def child_finished(self, *, child_id: str, result: AgentResult) -> None:
         self.execution.recorder.write(functools.partial(
             ChildRun.objects.filter(pk=child_id).update,
-            status=result.status, content=result.content, steps=result.steps,
-            usage=result.usage.as_dict(), model=result.model, error=result.error,
+            status=result.status, content=db_text(result.content), steps=result.steps,
+            usage=result.usage.as_dict(), model=result.model, error=db_text(result.error),
             error_code=result.error_code, completed_at=timezone.now(),
         ))
 
@@ -113,7 +113,8 @@ class OrchestrationExecution(HostedExecution):
                breakdown, model):
         now = timezone.now()
         OrchestrationRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
-            status=status, content=content, steps=steps, usage=usage.as_dict(), error=error,
+            status=status, content=db_text(content), steps=steps, usage=usage.as_dict(),
+            error=db_text(error),
             error_code=code, stop_reason=stop_reason, partial=partial, usage_breakdown=breakdown,
             model=model, completed_at=now,
         )

@@ -205,3 +205,24 @@ def test_many_concurrent_streams_complete(api, llm):
         assert frames is not None
         assert [f.id for f in frames] == list(range(1, len(frames) + 1))
         assert frames[-1].data["status"] == "completed"
+
+
+def test_nul_characters_from_model_are_stored(api, llm):
+    # PostgreSQL text columns cannot hold NUL; a model may still send one.
+    team = create_team(api, llm)
+    llm.enqueue(Reply.tool_calls([("delegate_to_researcher", {"task": "find\x00this"})]),
+                model="coord")
+    llm.enqueue(Reply.text("fact\x00one"), model="researcher")
+    llm.enqueue(Reply.text("final\x00words"), model="coord")
+
+    frames = stream_run(api, team["id"])
+    run = api.get(f"/api/orchestrations/runs/{frames[0].data['run_id']}").json()
+
+    assert frames[-1].data["status"] == "completed"
+    assert frames[-1].data["content"] == "final\x00words"
+    assert run["status"] == "completed"
+    assert run["content"] == "final\ufffdwords"
+    child = run["child_runs"][0]
+    assert child["status"] == "completed"
+    assert child["content"] == "fact\ufffdone"
+    assert child["task"] == "find\ufffdthis"
