@@ -86,6 +86,9 @@ async def in_process(api_base: str, runs: int) -> list[tuple[float, float]]:
             measured.append((max(hooks.times["delegation_completed"])
                              - min(hooks.times["delegation_started"]),
                              time.perf_counter() - started))
+    from engine.openai_compat import close_session
+
+    await close_session()
     return measured
 
 
