@@ -136,15 +136,10 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0,
                 subscriptions = _subscriptions(manager)
                 while True:
                     stored = await read_stored(run_id, last_seq)
-                    chunk, ended = [], False
-                    for seq, event, data in stored:
-                        last_seq = seq
-                        chunk.append(_frame(seq, event, data))
-                        if event == TERMINAL_EVENT:
-                            ended = True
-                            break
+                    chunk, last_seq, ended, _gap = _take_frames(stored, last_seq,
+                                                                stop_at_gap=False)
                     if chunk:
-                        yield b"".join(chunk)
+                        yield chunk
                     if ended:
                         return
                     if len(stored) < STORE_BATCH:
@@ -187,26 +182,36 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0,
                 for item in channel_items:
                     frames.extend(_parse_live(item))
             # The frames of one wake-up go out in one write.
-            chunk, ended = [], False
-            for seq, event, data in sorted(frames):
-                if seq <= last_seq:
-                    continue
-                if seq != last_seq + 1:
-                    read_store = True
-                    break
-                last_seq = seq
-                chunk.append(_frame(seq, event, data))
-                if event == TERMINAL_EVENT:
-                    ended = True
-                    break
+            chunk, last_seq, ended, gap = _take_frames(sorted(frames), last_seq,
+                                                       stop_at_gap=True)
             if chunk:
-                yield b"".join(chunk)
+                yield chunk
             if ended:
                 return
-            if overflow:
+            if gap or overflow:
                 read_store = True
     finally:
         manager.remove_listener(listener)
+
+
+def _take_frames(rows, last_seq: int, *, stop_at_gap: bool) -> tuple[bytes, int, bool, bool]:
+    """Frame the (seq, event, data) rows after `last_seq`, in their order.
+
+    Returns (the frames as one chunk, the new last seq, whether `complete` was
+    reached, whether a missing seq stopped it). Stops after `complete`, and at
+    the first gap when `stop_at_gap` is set.
+    """
+    parts = []
+    for seq, event, data in rows:
+        if seq <= last_seq:
+            continue
+        if stop_at_gap and seq != last_seq + 1:
+            return b"".join(parts), last_seq, False, True
+        last_seq = seq
+        parts.append(_frame(seq, event, data))
+        if event == TERMINAL_EVENT:
+            return b"".join(parts), last_seq, True, False
+    return b"".join(parts), last_seq, False, False
 
 
 def _subscriptions(manager) -> int:

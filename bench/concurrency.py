@@ -81,15 +81,17 @@ async def sustained(urls: list[str], headers, count: int, latency: float, window
     measured = [r for r in results if r.completed_at and opens <= r.posted_at < closes]
     failed = [r.problems() for r in results if r.problems()]
     durations = [r.completed_at - r.posted_at for r in measured]
-    mean = sum(durations) / len(durations) if durations else float("inf")
+    # No run submitted in the window completed when runs take longer than the
+    # window itself; the figure is then unknown, not zero.
+    mean = sum(durations) / len(durations) if durations else None
     return {
         "window_s": window, "runs_measured": len(measured),
-        "run_duration_mean_s": round(mean, 3),
+        "run_duration_mean_s": round(mean, 3) if mean else None,
         "run_duration_p50_s": round(common.percentile(durations, 50), 3) if durations else None,
         "run_duration_p95_s": round(common.percentile(durations, 95), 3) if durations else None,
-        "throughput_runs_per_s": round(count / mean, 2),
+        "throughput_runs_per_s": round(count / mean, 2) if mean else None,
         "ideal_runs_per_s": round(count / cycle, 2),
-        "throughput_fraction": round(cycle / mean, 4),
+        "throughput_fraction": round(cycle / mean, 4) if mean else None,
         "completed_in_window": sum(1 for r in results
                                    if r.completed_at and opens <= r.completed_at < closes),
         "runs_total": len(results), "complete_streams": len(results) - len(failed),
@@ -171,14 +173,16 @@ def main() -> None:
                     row = asyncio.run(scenario(stack, worker, urls, count, latency, args.profile,
                                               idle))
                     if args.sustain > 0:
-                        row["sustained"] = asyncio.run(
+                        held = row["sustained"] = asyncio.run(
                             sustained(urls, stack.headers, count, latency, args.sustain))
-                        print(f"N={count} L={latency}s sustained: "
-                              f"{row['sustained']['throughput_fraction']:.0%} of ideal "
-                              f"({row['sustained']['throughput_runs_per_s']} runs/s of "
-                              f"{row['sustained']['ideal_runs_per_s']}), "
-                              f"{row['sustained']['complete_streams']}/"
-                              f"{row['sustained']['runs_total']} complete", flush=True)
+                        share = (f"{held['throughput_fraction']:.0%} of ideal "
+                                 f"({held['throughput_runs_per_s']} runs/s of "
+                                 f"{held['ideal_runs_per_s']})"
+                                 if held["throughput_fraction"] is not None
+                                 else "not measured (runs outlasted the window)")
+                        print(f"N={count} L={latency}s sustained: {share}, "
+                              f"{held['complete_streams']}/{held['runs_total']} complete",
+                              flush=True)
                     rows.append(row)
                     print(f"N={count} L={latency}s: {row['throughput_fraction']:.0%} of ideal, "
                           f"{row['complete_streams']}/{count} complete, "
@@ -194,7 +198,8 @@ def main() -> None:
             server.stop()
 
     def held(row, key, form):
-        return format(row["sustained"][key], form) if "sustained" in row else "-"
+        value = row.get("sustained", {}).get(key)
+        return "-" if value is None else format(value, form)
 
     table = [(row["runs"], row["latency_s"], f"{row['makespan_s']:.2f}",
               f"{row['ideal_makespan_s']:.1f}", f"{row['throughput_fraction']:.0%}",
@@ -214,7 +219,7 @@ def main() -> None:
                        met=target["throughput_fraction"] >= 0.9)
         print(f"\nN=200, L=2 s, burst: {target['throughput_fraction']:.0%} of the model-bound "
               f"ideal (target >= 90 %: {'met' if summary['met'] else 'missed'})")
-        if "sustained" in target:
+        if target.get("sustained", {}).get("throughput_fraction") is not None:
             fraction = target["sustained"]["throughput_fraction"]
             summary.update(sustained_fraction_at_200_2s=fraction, sustained_met=fraction >= 0.9)
             print(f"N=200, L=2 s, held in flight: {fraction:.0%} of the model-bound ideal "

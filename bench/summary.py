@@ -86,7 +86,10 @@ def main() -> None:
                                  row["complete_streams"] == row["runs"]) if target
                          else verdict(row["worker_kib_per_run"] <= 1024)))
             held = row.get("sustained")
-            if held:
+            if held and held["throughput_fraction"] is None:
+                rows.append((f"one worker, N={row['runs']}, L={row['latency_s']:g} s, held in "
+                             f"flight", "not measured: runs outlasted the window", "", ""))
+            elif held:
                 rows.append((f"one worker, N={row['runs']}, L={row['latency_s']:g} s, held in "
                              f"flight: share of ideal throughput; complete",
                              f"{held['throughput_fraction']:.0%} ({held['throughput_runs_per_s']} "
