@@ -146,7 +146,8 @@ class EventWriter:
     round trip, whatever the number of runs. Writes run one after another, so
     each run's events are stored and published in sequence order. A lone
     content delta waits DELTA_FLUSH_SECONDS for company when the writer is
-    idle; any other event starts a write at once.
+    idle. Any other event starts a write on the loop's next turn, so events
+    emitted back to back share it.
     """
 
     def __init__(self, run_db):
@@ -176,7 +177,8 @@ class EventWriter:
         queued = self._queued.get(run_id)
         if queued is None:
             done = asyncio.get_running_loop().create_future()
-            # Whoever waits sees the error; unawaited failures are logged below.
+            # Reading the exception here keeps asyncio from reporting it as
+            # never retrieved when no run waits. _fail logs it.
             done.add_done_callback(lambda f: f.cancelled() or f.exception())
             queued = self._queued[run_id] = _RunWrites(done)
         return queued
