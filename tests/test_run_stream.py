@@ -1,5 +1,6 @@
 """The run stream: frame format, ordering, replay and relay across web processes."""
 
+import contextlib
 import json
 import threading
 import time
@@ -226,3 +227,29 @@ def test_nul_characters_from_model_are_stored(api, llm):
     assert child["status"] == "completed"
     assert child["content"] == "fact\ufffdone"
     assert child["task"] == "find\ufffdthis"
+
+
+def _thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+def test_open_streams_hold_no_request_threads(api, web, llm):
+    team = create_team(api, llm)
+    llm.set_handler(lambda request: Reply.delay(4.0, Reply.text("late")))
+    baseline = _thread_count(web.process.pid)
+
+    with contextlib.ExitStack() as streams:
+        # Keep the frame iterators referenced: dropping one closes its stream.
+        readers = []
+        for index in range(20):
+            response = streams.enter_context(api.stream(
+                "POST", f"/api/orchestrations/{team['id']}/run/stream",
+                json={"message": f"Wait {index}"}))
+            readers.append(iter_frames(response.iter_lines()))
+            assert next(readers[-1]).event == "start"
+        time.sleep(0.5)
+        during = _thread_count(web.process.pid)
+
+    # A thread per open stream would add 20; the server's shared pools add a few.
+    assert during - baseline < 10
