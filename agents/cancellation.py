@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from powabase.errors import Conflict
 
-from .events import record_event_now
+from .events import record_closing_events_now
 from .models import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -34,12 +34,8 @@ def hosted_run_cancel(*, run):
         error_code="cancelled",
     )
     if cancelled_before_start:
-        record_event_now(run.id, "error", {"error": CANCELLED_MESSAGE, "code": "cancelled"})
-        record_event_now(run.id, "complete", {
-            "run_id": run.id, "session_id": run.session_id or None, "content": "",
-            "status": RunStatus.CANCELLED, "steps": 0, "usage": None, "error": CANCELLED_MESSAGE,
-            "code": "cancelled", "stop_reason": None,
-        })
+        record_closing_events_now(run.id, session_id=run.session_id, status=RunStatus.CANCELLED,
+                                  error=CANCELLED_MESSAGE, code="cancelled")
         logger.info("run %s cancelled before it started", run.id)
     else:
         logger.info("run %s: cancellation requested", run.id)

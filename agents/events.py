@@ -107,11 +107,21 @@ def next_seq(run_id: str) -> int:
     return (last or 0) + 1
 
 
-def record_event_now(run_id: str, event: str, fields: dict) -> int:
-    """Store and publish one event from synchronous code; return its seq."""
+def record_closing_events_now(run_id: str, *, session_id: str | None, status: str, error: str,
+                              code: str, steps: int | None = 0) -> None:
+    """Store and publish a run's `error` and `complete` events from synchronous code.
+
+    For runs that end outside a run host: cancelled before they started,
+    left by a lost worker, or failed while storing their own events.
+    """
     seq = next_seq(run_id)
-    store_and_publish(run_id, [(seq, event, encode_event(event, run_id, seq, fields))])
-    return seq
+    complete = {"run_id": run_id, "session_id": session_id or None, "content": "",
+                "status": status, "steps": steps, "usage": None, "error": error, "code": code,
+                "stop_reason": None}
+    store_and_publish(run_id, [
+        (seq, "error", encode_event("error", run_id, seq, {"error": error, "code": code})),
+        (seq + 1, "complete", encode_event("complete", run_id, seq + 1, complete)),
+    ])
 
 
 @dataclass

@@ -16,7 +16,7 @@ from engine.errors import EngineError, ModelError, StopRun
 from engine.hooks import RunHooks
 from engine.usage import Usage
 
-from .events import EventRecorder, next_seq, record_event_now
+from .events import EventRecorder, next_seq, record_closing_events_now
 from .models import RunStatus
 from .runhost import run_host
 
@@ -132,13 +132,9 @@ class HostedExecution:
         )
         if not ended:
             return
-        record_event_now(self.run_id, "error", {"error": WRITE_FAILED_MESSAGE,
-                                                "code": "internal_error"})
-        record_event_now(self.run_id, "complete", {
-            "run_id": self.run_id, "session_id": getattr(self.run, "session_id", "") or None,
-            "content": "", "status": RunStatus.FAILED, "steps": 0, "usage": None,
-            "error": WRITE_FAILED_MESSAGE, "code": "internal_error", "stop_reason": None,
-        })
+        record_closing_events_now(self.run_id, session_id=getattr(self.run, "session_id", None),
+                                  status=RunStatus.FAILED, error=WRITE_FAILED_MESSAGE,
+                                  code="internal_error")
         logger.warning("run %s failed because storing its events failed", self.run_id)
 
     def make_hooks(self) -> RunHooks:

@@ -49,7 +49,7 @@ class BatchRedisListener(eventstream_views.RedisListener):
                 continue
             listened = self.manager.listeners_by_channel
             for channel, data in items:
-                # Most runs in a batch stream from other processes, or not at all.
+                # Many runs in a batch stream from other processes, or have no open stream.
                 if channel in listened:
                     self.manager.add_to_queues(channel, Event(channel, "frames", data))
 

@@ -127,8 +127,9 @@ async def stream_run_events(model, run_id: str, after_seq: int = 0,
         if first_events:
             read_store = False
             live_seen = False
-            last_seq = first_events[-1][0]
-            yield b"".join(_frame(seq, event, data) for seq, event, data in first_events)
+            chunk, last_seq, _ended, _gap = _take_frames(first_events, last_seq,
+                                                         stop_at_gap=False)
+            yield chunk
         while True:
             if read_store:
                 read_store = False

@@ -173,15 +173,16 @@ def main() -> None:
                     row = asyncio.run(scenario(stack, worker, urls, count, latency, args.profile,
                                               idle))
                     if args.sustain > 0:
-                        held = row["sustained"] = asyncio.run(
+                        sustained_row = row["sustained"] = asyncio.run(
                             sustained(urls, stack.headers, count, latency, args.sustain))
-                        share = (f"{held['throughput_fraction']:.0%} of ideal "
-                                 f"({held['throughput_runs_per_s']} runs/s of "
-                                 f"{held['ideal_runs_per_s']})"
-                                 if held["throughput_fraction"] is not None
+                        share = (f"{sustained_row['throughput_fraction']:.0%} of ideal "
+                                 f"({sustained_row['throughput_runs_per_s']} runs/s of "
+                                 f"{sustained_row['ideal_runs_per_s']})"
+                                 if sustained_row["throughput_fraction"] is not None
                                  else "not measured (runs outlasted the window)")
                         print(f"N={count} L={latency}s sustained: {share}, "
-                              f"{held['complete_streams']}/{held['runs_total']} complete",
+                              f"{sustained_row['complete_streams']}/"
+                              f"{sustained_row['runs_total']} complete",
                               flush=True)
                     rows.append(row)
                     print(f"N={count} L={latency}s: {row['throughput_fraction']:.0%} of ideal, "
@@ -197,14 +198,15 @@ def main() -> None:
         for server in servers:
             server.stop()
 
-    def held(row, key, form):
+    def sustained_cell(row, key, form):
         value = row.get("sustained", {}).get(key)
         return "-" if value is None else format(value, form)
 
     table = [(row["runs"], row["latency_s"], f"{row['makespan_s']:.2f}",
               f"{row['ideal_makespan_s']:.1f}", f"{row['throughput_fraction']:.0%}",
               f"{row['run_duration_p50_s']}", f"{row['complete_streams']}/{row['runs']}",
-              held(row, "throughput_fraction", ".0%"), held(row, "throughput_runs_per_s", ""),
+              sustained_cell(row, "throughput_fraction", ".0%"),
+              sustained_cell(row, "throughput_runs_per_s", ""),
               f"{row['worker_kib_per_run']:.0f}", row["peak_db_connections"]) for row in rows]
     print("\nConcurrency: N runs on one worker process (threads pool, concurrency N), "
           "2 web processes; burst = N submitted at once, first POST to last complete; "

@@ -85,19 +85,19 @@ def main() -> None:
                          verdict(row["throughput_fraction"] >= 0.9 and
                                  row["complete_streams"] == row["runs"]) if target
                          else verdict(row["worker_kib_per_run"] <= 1024)))
-            held = row.get("sustained")
-            if held and held["throughput_fraction"] is None:
+            sustained = row.get("sustained")
+            if sustained and sustained["throughput_fraction"] is None:
                 rows.append((f"one worker, N={row['runs']}, L={row['latency_s']:g} s, held in "
                              f"flight", "not measured: runs outlasted the window", "", ""))
-            elif held:
+            elif sustained:
                 rows.append((f"one worker, N={row['runs']}, L={row['latency_s']:g} s, held in "
                              f"flight: share of ideal throughput; complete",
-                             f"{held['throughput_fraction']:.0%} ({held['throughput_runs_per_s']} "
-                             f"of {held['ideal_runs_per_s']} runs/s); "
-                             f"{held['complete_streams']}/{held['runs_total']}",
+                             f"{sustained['throughput_fraction']:.0%} ({sustained['throughput_runs_per_s']} "
+                             f"of {sustained['ideal_runs_per_s']} runs/s); "
+                             f"{sustained['complete_streams']}/{sustained['runs_total']}",
                              ">= 90 %" if target else "",
-                             verdict(held["throughput_fraction"] >= 0.9 and
-                                     held["complete_streams"] == held["runs_total"]) if target
+                             verdict(sustained["throughput_fraction"] >= 0.9 and
+                                     sustained["complete_streams"] == sustained["runs_total"]) if target
                              else ""))
     relay = load("relay")
     if relay:

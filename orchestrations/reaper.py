@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from agents.events import record_event_now
+from agents.events import record_closing_events_now
 from agents.models import AgentRun, RunStatus
 
 from .models import ChildRun, OrchestrationRun
@@ -74,11 +74,7 @@ def _fail_lost_run(model, run, stale_before) -> bool:
             status=RunStatus.FAILED, error=WORKER_LOST_MESSAGE, error_code="worker_lost",
             completed_at=now,
         )
-    record_event_now(run.pk, "error", {"error": WORKER_LOST_MESSAGE, "code": "worker_lost"})
-    record_event_now(run.pk, "complete", {
-        "run_id": run.pk, "session_id": run.session_id or None, "content": "",
-        "status": RunStatus.FAILED, "steps": None, "usage": None, "error": WORKER_LOST_MESSAGE,
-        "code": "worker_lost", "stop_reason": None,
-    })
+    record_closing_events_now(run.pk, session_id=run.session_id, status=RunStatus.FAILED,
+                              error=WORKER_LOST_MESSAGE, code="worker_lost", steps=None)
     logger.warning("run %s failed: its worker stopped sending heartbeats", run.pk)
     return True
